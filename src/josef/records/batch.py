@@ -124,13 +124,14 @@ def validate_produce_records(buf, api_version: int) -> BatchHeader:
         raise InvalidRecord(Error.CORRUPT_MESSAGE, f"unknown compression codec {header.compression}")
     if header.compression == 4 and api_version < 7:
         raise InvalidRecord(Error.UNSUPPORTED_COMPRESSION_TYPE, "zstd needs Produce v7 or later")
+    # Like Kafka, check the CRC before trusting the fields it covers: damage there is corruption.
+    if not crc_ok(buf, 0, header):
+        raise InvalidRecord(Error.CORRUPT_MESSAGE, "record batch CRC mismatch")
     if header.is_control:
         raise InvalidRecord(Error.INVALID_RECORD, "clients may not write control batches")
     if header.record_count <= 0 or header.last_offset_delta != header.record_count - 1:
         raise InvalidRecord(Error.INVALID_RECORD,
                             f"batch has {header.record_count} records but last offset delta {header.last_offset_delta}")
-    if not crc_ok(buf, 0, header):
-        raise InvalidRecord(Error.CORRUPT_MESSAGE, "record batch CRC mismatch")
     return header
 
 
