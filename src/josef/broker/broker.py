@@ -1,0 +1,89 @@
+"""One broker: its config, metadata, logs, request handling and listening socket."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+from josef.broker.dispatcher import Dispatcher
+from josef.broker.purgatory import FetchPurgatory
+from josef.broker.replica_manager import ReplicaManager
+from josef.broker.server import KafkaServer
+from josef.broker.topic_admin import TopicAdmin
+from josef.cluster.local_store import LocalMetadataStore
+from josef.cluster.metadata import BrokerInfo, TopicInfo
+from josef.config import BrokerConfig, effective_topic_configs
+from josef.storage.log import LogConfig
+from josef.storage.manager import LogManager
+
+log = logging.getLogger("josef.broker")
+
+SHUTDOWN_GRACE_S = 5.0
+
+
+class Broker:
+    def __init__(self, config: BrokerConfig, host: str, port: int, advertised_host: str | None = None):
+        self.config = config
+        self.broker_id = config.broker_id
+        self.host, self.port = host, port
+        self.advertised_host = advertised_host or host
+        self.data_dir = Path(config.log_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = LocalMetadataStore(self.data_dir, BrokerInfo(self.broker_id, self.advertised_host, port),
+                                        cluster_id=config["cluster.id"])
+        self.logs = LogManager(self.data_dir, self.broker_id, self.store.cluster_id)
+        topics = self.store.snapshot.topics
+        self.logs.load({name: self.log_config(t) for name, t in topics.items()})
+        for topic in topics.values():
+            self.open_topic_logs(topic)
+        self.purgatory = FetchPurgatory()
+        self.replicas = ReplicaManager(self)
+        self.topic_admin = TopicAdmin(self)
+        self.dispatcher = Dispatcher(self)
+        self.server = KafkaServer(self.dispatcher, host, port, config["socket.request.max.bytes"])
+        self._checkpoint_task: asyncio.Task | None = None
+
+    # --- topics and their logs ----------------------------------------------------
+
+    def topic_configs(self, topic: TopicInfo) -> dict[str, object]:
+        return effective_topic_configs(self.config, dict(topic.configs))
+
+    def log_config(self, topic: TopicInfo) -> LogConfig:
+        return LogConfig.from_dict({k: str(v) for k, v in self.topic_configs(topic).items()})
+
+    def open_topic_logs(self, topic: TopicInfo) -> None:
+        config = self.log_config(topic)
+        for p in topic.partitions:
+            if self.broker_id in p.replicas and self.logs.get(topic.name, p.partition) is None:
+                self.logs.create(topic.name, p.partition, config)
+
+    def close_topic_logs(self, name: str) -> None:
+        self.logs.delete_topic(name)
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.server.start()
+        self.port = self.server.port
+        interval = self.config["log.flush.offset.checkpoint.interval.ms"] / 1000
+        if interval > 0:
+            self._checkpoint_task = asyncio.create_task(self._checkpoint_loop(interval))
+        log.info("broker %d serving Kafka on %s:%d (cluster %s)", self.broker_id, self.host, self.port,
+                 self.store.cluster_id)
+
+    async def _checkpoint_loop(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self.logs.write_checkpoints()
+
+    async def shutdown(self) -> None:
+        """Stop accepting, answer what is owed, then close every log cleanly."""
+        started = time.monotonic()
+        await self.server.stop_accepting()
+        self.purgatory.finish_all()
+        await self.server.drain(SHUTDOWN_GRACE_S)
+        if self._checkpoint_task is not None:
+            self._checkpoint_task.cancel()
+        self.logs.close()
+        log.info("broker %d shut down cleanly in %.2fs", self.broker_id, time.monotonic() - started)

@@ -1,0 +1,96 @@
+"""Metadata: brokers, controller and topic layout; unknown topics may be auto-created.
+
+Answers are pure functions of the metadata snapshot and the question, so encoded answers
+are cached per (version, snapshot epoch, question) and only the header is fresh.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from josef.broker.handlers import api
+from josef.broker.topic_admin import TopicError
+from josef.config import validate_topic_name
+from josef.protocol.entities import to_entity
+from josef.protocol.errors import Error
+from josef.protocol.kio_codec import encode_response, response_class
+
+API_KEY = 3
+_CACHE_SIZE = 256
+_cache: OrderedDict = OrderedDict()
+
+
+@api(API_KEY, "Metadata", 0, 12, raw=False)
+def handle_metadata(broker, ctx, request):
+    names = None if request.topics is None else [t.name for t in request.topics]
+    if ctx.api_version == 0 and not names:
+        names = None  # v0 has no null: an empty list means all topics
+    allow_auto = getattr(request, "allow_auto_topic_creation", True)
+    if names:
+        _auto_create(broker, names, allow_auto)
+    snapshot = broker.store.snapshot
+    key = (ctx.api_version, snapshot.epoch, None if names is None else tuple(names), ctx.connection.listener)
+    body = _cache.get(key)
+    if body is None:
+        entity = to_entity(response_class(API_KEY, ctx.api_version), _describe(broker, snapshot, names))
+        header_size = 4 if ctx.api_version < 9 else 5
+        body = encode_response(entity, 0)[header_size:]
+        _cache[key] = body
+        if len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    else:
+        _cache.move_to_end(key)
+    tags = b"\x00" if ctx.api_version >= 9 else b""
+    payload = ctx.correlation_id.to_bytes(4, "big", signed=True) + tags + body
+    return [len(payload).to_bytes(4, "big"), payload]
+
+
+def _auto_create(broker, names, allow_auto: bool) -> None:
+    if not (allow_auto and broker.config["auto.create.topics.enable"]):
+        return
+    for name in names:
+        if name not in broker.store.snapshot.topics and validate_topic_name(name) is None:
+            try:
+                broker.topic_admin.auto_create(name)
+            except TopicError:
+                pass  # answered below as the topic's error
+
+
+def _describe(broker, snapshot, names) -> dict:
+    if names is None:
+        topics = [_topic(t) for t in snapshot.topics.values()]
+    else:
+        topics = []
+        for name in dict.fromkeys(names):
+            info = snapshot.topics.get(name)
+            if info is not None:
+                topics.append(_topic(info))
+            else:
+                error = Error.INVALID_TOPIC_EXCEPTION if validate_topic_name(name) else Error.UNKNOWN_TOPIC_OR_PARTITION
+                topics.append({"error_code": error, "name": name, "topic_id": None, "is_internal": False,
+                               "partitions": []})
+    return {
+        "throttle_time": 0,
+        "brokers": [{"node_id": b.broker_id, "host": b.host, "port": b.port, "rack": b.rack}
+                    for b in snapshot.brokers.values()],
+        "cluster_id": snapshot.cluster_id,
+        "controller_id": snapshot.controller_id,
+        "topics": topics,
+        "cluster_authorized_operations": -2147483648,
+    }
+
+
+def _topic(info) -> dict:
+    return {
+        "error_code": Error.NONE,
+        "name": info.name,
+        "topic_id": info.topic_id,
+        "is_internal": info.internal,
+        "partitions": [
+            {"error_code": Error.NONE if p.leader >= 0 else Error.LEADER_NOT_AVAILABLE,
+             "partition_index": p.partition, "leader_id": p.leader, "leader_epoch": p.leader_epoch,
+             "replica_nodes": list(p.replicas), "isr_nodes": list(p.isr),
+             "offline_replicas": list(p.offline_replicas)}
+            for p in info.partitions
+        ],
+        "topic_authorized_operations": -2147483648,
+    }

@@ -1,0 +1,149 @@
+"""Partition-level decisions for Produce, Fetch and ListOffsets on this broker.
+
+Am I the leader, is the batch acceptable, where does it go, what may a consumer see:
+the handlers decode and encode; this module decides.
+"""
+from __future__ import annotations
+
+import time
+from typing import NamedTuple
+
+from josef.protocol.errors import Error
+from josef.records.batch import InvalidRecord, validate_produce_records
+from josef.storage.log import OffsetOutOfRange
+
+EARLIEST, LATEST, MAX_TIMESTAMP, EARLIEST_LOCAL, LATEST_TIERED = -2, -1, -3, -4, -5
+
+
+class AppendOutcome(NamedTuple):
+    error: int
+    base_offset: int = -1
+    log_append_time: int = -1
+    log_start_offset: int = -1
+    message: str | None = None
+
+
+class ReadOutcome(NamedTuple):
+    error: int
+    high_watermark: int = -1
+    log_start_offset: int = -1
+    chunks: list = []
+    size: int = 0
+
+
+class ReplicaManager:
+    def __init__(self, broker):
+        self.broker = broker
+        self.logs = broker.logs
+
+    def _leader_log(self, topic: str, partition: int):
+        """The local log if this broker leads the partition, else the error to return."""
+        info = self.broker.store.snapshot.topics.get(topic)
+        if info is None or not 0 <= partition < len(info.partitions):
+            return None, Error.UNKNOWN_TOPIC_OR_PARTITION
+        if info.partitions[partition].leader != self.broker.broker_id:
+            return None, Error.NOT_LEADER_OR_FOLLOWER
+        log = self.logs.get(topic, partition)
+        if log is None:
+            return None, Error.NOT_LEADER_OR_FOLLOWER
+        return log, Error.NONE
+
+    # --- produce ----------------------------------------------------------------
+
+    def append(self, topic: str, partition: int, records, api_version: int, acks: int) -> AppendOutcome:
+        log, error = self._leader_log(topic, partition)
+        if error:
+            return AppendOutcome(error)
+        if records is None:
+            return AppendOutcome(Error.INVALID_RECORD, message="null records")
+        if len(records) > log.config.max_message_bytes:
+            return AppendOutcome(Error.MESSAGE_TOO_LARGE, log_start_offset=log.log_start_offset,
+                                 message=f"batch of {len(records)} bytes exceeds max.message.bytes {log.config.max_message_bytes}")
+        try:
+            header = validate_produce_records(records, api_version)
+        except InvalidRecord as e:
+            return AppendOutcome(e.code, log_start_offset=log.log_start_offset, message=str(e))
+        if acks == -1:
+            isr = self.broker.store.snapshot.topics[topic].partitions[partition].isr
+            min_isr = self.broker.topic_configs(self.broker.store.snapshot.topics[topic])["min.insync.replicas"]
+            if len(isr) < min_isr:
+                return AppendOutcome(Error.NOT_ENOUGH_REPLICAS, log_start_offset=log.log_start_offset,
+                                     message=f"The size of the current ISR {len(isr)} is insufficient to satisfy "
+                                             f"the min.isr requirement of {min_isr}")
+        leader_epoch = self.broker.store.snapshot.topics[topic].partitions[partition].leader_epoch
+        try:
+            result = log.append(records, header, leader_epoch, int(time.time() * 1000))
+        except InvalidRecord as e:
+            return AppendOutcome(e.code, log_start_offset=log.log_start_offset, message=str(e))
+        if not result.duplicate:
+            log.high_watermark = log.log_end_offset  # a single replica is the whole ISR
+            self.broker.purgatory.appended((topic, partition), header.size)
+        return AppendOutcome(Error.NONE, result.base_offset, result.log_append_time_ms, result.log_start_offset)
+
+    # --- fetch ------------------------------------------------------------------
+
+    def read(self, topic: str, partition: int, offset: int, max_bytes: int, min_one: bool,
+             current_leader_epoch: int = -1) -> ReadOutcome:
+        log, error = self._leader_log(topic, partition)
+        if error:
+            return ReadOutcome(error)
+        epoch_error = self._check_epoch(topic, partition, current_leader_epoch)
+        if epoch_error:
+            return ReadOutcome(epoch_error)
+        hw = log.high_watermark
+        try:
+            result = log.read(offset, max_bytes, min_one=min_one, max_offset=hw)
+        except OffsetOutOfRange:
+            return ReadOutcome(Error.OFFSET_OUT_OF_RANGE, hw, log.log_start_offset)
+        return ReadOutcome(Error.NONE, hw, log.log_start_offset, result.chunks, result.size)
+
+    def _check_epoch(self, topic: str, partition: int, current_leader_epoch: int) -> int:
+        if current_leader_epoch < 0:
+            return Error.NONE
+        epoch = self.broker.store.snapshot.topics[topic].partitions[partition].leader_epoch
+        if current_leader_epoch < epoch:
+            return Error.FENCED_LEADER_EPOCH
+        if current_leader_epoch > epoch:
+            return Error.UNKNOWN_LEADER_EPOCH
+        return Error.NONE
+
+    # --- list offsets --------------------------------------------------------------
+
+    def list_offset(self, topic: str, partition: int, timestamp: int, current_leader_epoch: int = -1):
+        """(error, timestamp, offset, leader_epoch) as ListOffsets answers them."""
+        log, error = self._leader_log(topic, partition)
+        if error:
+            return error, -1, -1, -1
+        epoch_error = self._check_epoch(topic, partition, current_leader_epoch)
+        if epoch_error:
+            return epoch_error, -1, -1, -1
+        epoch = self.broker.store.snapshot.topics[topic].partitions[partition].leader_epoch
+        if timestamp == LATEST:
+            return Error.NONE, -1, log.high_watermark, epoch
+        if timestamp in (EARLIEST, EARLIEST_LOCAL):
+            return Error.NONE, -1, log.log_start_offset, epoch
+        if timestamp == LATEST_TIERED:
+            return Error.NONE, -1, -1, epoch
+        if timestamp == MAX_TIMESTAMP:
+            found = log.max_timestamp()
+        elif timestamp < 0:
+            return Error.INVALID_REQUEST, -1, -1, -1
+        else:
+            found = log.offset_for_timestamp(timestamp)
+        if found is None or found[0] < 0:
+            return Error.NONE, -1, -1, -1
+        offset, ts = found
+        return Error.NONE, ts, offset, log.epoch_for_offset(offset) if hasattr(log, "epoch_for_offset") else epoch
+
+    # --- leader epochs ---------------------------------------------------------------
+
+    def end_offset_for_epoch(self, topic: str, partition: int, leader_epoch: int, current_leader_epoch: int = -1):
+        """(error, epoch, end offset): the largest epoch <= `leader_epoch` and where it ended."""
+        log, error = self._leader_log(topic, partition)
+        if error:
+            return error, -1, -1
+        epoch_error = self._check_epoch(topic, partition, current_leader_epoch)
+        if epoch_error:
+            return epoch_error, -1, -1
+        epoch, end_offset = log.end_offset_for_epoch(leader_epoch)
+        return Error.NONE, epoch, end_offset

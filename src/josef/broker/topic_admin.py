@@ -1,0 +1,143 @@
+"""Creating, growing and deleting topics: validation as Kafka does it, then metadata and logs."""
+from __future__ import annotations
+
+import logging
+
+from josef.cluster.metadata import TopicInfo
+from josef.config import ConfigError, parse_topic_configs, validate_topic_name
+from josef.protocol.errors import Error
+
+log = logging.getLogger("josef.topics")
+
+MAX_PARTITIONS = 100_000  # more than any sane single broker; guards against a client asking for 2**31
+
+
+class TopicError(Exception):
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class TopicAdmin:
+    def __init__(self, broker):
+        self.broker = broker
+
+    @property
+    def live_brokers(self) -> list[int]:
+        return sorted(self.broker.store.snapshot.brokers)
+
+    def create(self, name: str, num_partitions: int, replication_factor: int,
+               configs: dict[str, str | None] | None = None,
+               assignment: dict[int, list[int]] | None = None,
+               validate_only: bool = False) -> TopicInfo | None:
+        reason = validate_topic_name(name)
+        if reason:
+            raise TopicError(Error.INVALID_TOPIC_EXCEPTION, reason)
+        if name in self.broker.store.snapshot.topics:
+            raise TopicError(Error.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
+        if _collides(name, self.broker.store.snapshot.topics):
+            raise TopicError(Error.INVALID_TOPIC_EXCEPTION,
+                             f"Topic '{name}' collides with an existing topic: '.' and '_' are interchangeable in metric names.")
+        defaults = self.broker.config
+        if assignment:
+            num_partitions, replication_factor = self._check_assignment(assignment, num_partitions, replication_factor)
+        else:
+            if num_partitions == -1:
+                num_partitions = defaults["num.partitions"]
+            if replication_factor == -1:
+                replication_factor = defaults["default.replication.factor"]
+            if num_partitions <= 0 or num_partitions > MAX_PARTITIONS:
+                raise TopicError(Error.INVALID_PARTITIONS, "Number of partitions must be larger than 0.")
+            if replication_factor <= 0:
+                raise TopicError(Error.INVALID_REPLICATION_FACTOR, "Replication factor must be larger than 0.")
+            if replication_factor > len(self.live_brokers):
+                raise TopicError(Error.INVALID_REPLICATION_FACTOR,
+                                 f"Unable to replicate the partition {replication_factor} time(s): "
+                                 f"The target replication factor of {replication_factor} cannot be reached "
+                                 f"because only {len(self.live_brokers)} broker(s) are registered.")
+        overrides = self._check_configs(configs or {})
+        if validate_only:
+            return None
+        topic = self.broker.store.create_topic(name, num_partitions, overrides)
+        self.broker.open_topic_logs(topic)
+        log.info("created topic %s with %d partition(s)", name, num_partitions)
+        return topic
+
+    def auto_create(self, name: str) -> TopicInfo:
+        """Create `name` with the broker defaults, as Metadata and Produce do for unknown topics."""
+        return self.create(name, -1, -1)
+
+    def delete(self, name: str) -> None:
+        if name not in self.broker.store.snapshot.topics:
+            raise TopicError(Error.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")
+        if not self.broker.config["delete.topic.enable"]:
+            raise TopicError(Error.TOPIC_DELETION_DISABLED, "Topic deletion is disabled.")
+        self.broker.store.delete_topic(name)
+        self.broker.close_topic_logs(name)
+        log.info("deleted topic %s", name)
+
+    def add_partitions(self, name: str, count: int, assignment: list[list[int]] | None,
+                       validate_only: bool = False) -> None:
+        topic = self.broker.store.snapshot.topics.get(name)
+        if topic is None:
+            raise TopicError(Error.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")
+        current = len(topic.partitions)
+        if count < current:
+            raise TopicError(Error.INVALID_PARTITIONS,
+                             f"Topic currently has {current} partitions, which is higher than the requested {count}.")
+        if count == current:
+            raise TopicError(Error.INVALID_PARTITIONS, f"Topic already has {current} partitions.")
+        if count > MAX_PARTITIONS:
+            raise TopicError(Error.INVALID_PARTITIONS, f"Number of partitions {count} is too large.")
+        if assignment is not None:
+            if len(assignment) != count - current:
+                raise TopicError(Error.INVALID_REPLICA_ASSIGNMENT,
+                                 f"Increasing the number of partitions by {count - current} but "
+                                 f"{len(assignment)} assignments provided.")
+            for replicas in assignment:
+                self._check_replicas(replicas, topic.replication_factor)
+        if validate_only:
+            return
+        topic = self.broker.store.add_partitions(name, count)
+        self.broker.open_topic_logs(topic)
+
+    # --- validation helpers ----------------------------------------------------------
+
+    def _check_assignment(self, assignment, num_partitions, replication_factor) -> tuple[int, int]:
+        if num_partitions != -1 or replication_factor != -1:
+            raise TopicError(Error.INVALID_REQUEST,
+                             "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.")
+        partitions = sorted(assignment)
+        if partitions != list(range(len(partitions))):
+            raise TopicError(Error.INVALID_REPLICA_ASSIGNMENT,
+                             "Partitions should be consecutive and start at 0.")
+        sizes = {len(r) for r in assignment.values()}
+        if len(sizes) != 1:
+            raise TopicError(Error.INVALID_REPLICA_ASSIGNMENT,
+                             "All partitions should have the same number of replicas.")
+        rf = sizes.pop()
+        for replicas in assignment.values():
+            self._check_replicas(replicas, rf)
+        return len(partitions), rf
+
+    def _check_replicas(self, replicas: list[int], rf: int) -> None:
+        if not replicas or len(replicas) != rf:
+            raise TopicError(Error.INVALID_REPLICA_ASSIGNMENT, f"Replica assignment {replicas} must have {rf} replica(s).")
+        if len(set(replicas)) != len(replicas):
+            raise TopicError(Error.INVALID_REPLICA_ASSIGNMENT, f"Duplicate brokers not allowed in replica assignment: {replicas}.")
+        unknown = [b for b in replicas if b not in self.broker.store.snapshot.brokers]
+        if unknown:
+            raise TopicError(Error.INVALID_REPLICA_ASSIGNMENT, f"Unknown broker(s) in replica assignment: {unknown}.")
+
+    def _check_configs(self, configs: dict[str, str | None]) -> dict[str, str]:
+        try:
+            parse_topic_configs(configs)
+        except ConfigError as e:
+            raise TopicError(Error.INVALID_CONFIG, str(e)) from None
+        return {k: str(v) for k, v in configs.items()}
+
+
+def _collides(name: str, topics) -> bool:
+    canonical = name.replace(".", "_")
+    return any(t != name and t.replace(".", "_") == canonical for t in topics)

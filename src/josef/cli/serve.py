@@ -1,0 +1,85 @@
+"""`josef serve`: one broker with embedded metadata (no ZooKeeper), in the foreground.
+
+The REST Proxy half (`--rest-port`) comes with the REST Proxy; `--rest-port 0` runs the
+broker alone, which is all there is for now.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from josef.config import BrokerConfig, ConfigError, env_overrides, read_properties
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="josef serve", description="Run a single josef broker (no ZooKeeper).")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=9092, help="Kafka port (default 9092)")
+    p.add_argument("--advertised-host", default=None, help="host name given to clients (default: --host)")
+    p.add_argument("--rest-port", type=int, default=8082,
+                   help="REST Proxy port (default 8082; 0 = no REST Proxy)")
+    p.add_argument("--data-dir", default=None, help="data directory (default ./josef-data, or log.dirs)")
+    p.add_argument("--config", default=None, help="a Kafka server.properties file")
+    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a broker config, as Kafka's --override (repeatable)")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return p.parse_args(argv)
+
+
+def build_config(args: argparse.Namespace) -> BrokerConfig:
+    props: dict[str, str] = {}
+    if args.config:
+        props.update(read_properties(Path(args.config)))
+    props.update(env_overrides())
+    for item in args.override:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--override expects KEY=VALUE, got {item!r}")
+        props[key.strip()] = value.strip()
+    if args.data_dir:
+        props["log.dirs"] = args.data_dir
+    return BrokerConfig(props)
+
+
+async def run(config: BrokerConfig, args: argparse.Namespace) -> int:
+    from josef.broker.broker import Broker
+
+    broker = Broker(config, args.host, args.port, args.advertised_host)
+    await broker.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await broker.shutdown()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
+    try:
+        config = build_config(args)
+    except (ConfigError, OSError) as e:
+        print(f"josef serve: {e}", file=sys.stderr)
+        return 2
+    for key in config.unknown:
+        logging.getLogger("josef.config").info("ignoring unknown broker config %s", key)
+    try:
+        import uvloop
+    except ImportError:
+        uvloop = None
+    try:
+        return (uvloop.run if uvloop else asyncio.run)(run(config, args))
+    except OSError as e:
+        print(f"josef serve: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

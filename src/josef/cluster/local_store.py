@@ -1,0 +1,123 @@
+"""Metadata for a single broker without ZooKeeper, kept in one JSON file in the data dir.
+
+Every change is written to a temporary file, fsynced and renamed over the old one, so a
+crash leaves either the old or the new metadata, never a torn file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from types import MappingProxyType
+
+from josef.cluster.metadata import BrokerInfo, ClusterMetadata, PartitionInfo, TopicInfo
+
+FILE_NAME = "josef-metadata.json"
+PRODUCER_ID_BLOCK = 1000
+
+
+class LocalMetadataStore:
+    def __init__(self, data_dir: Path, broker: BrokerInfo, cluster_id: str | None = None):
+        self.path = Path(data_dir) / FILE_NAME
+        self.broker = broker
+        state = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.cluster_id = state.get("cluster_id") or cluster_id or _new_cluster_id()
+        self._next_producer_id = state.get("producer_id_block_end", 0)
+        self._producer_id_limit = self._next_producer_id
+        topics = {name: _topic_from_json(name, t, broker.broker_id) for name, t in state.get("topics", {}).items()}
+        self.snapshot = ClusterMetadata(
+            cluster_id=self.cluster_id,
+            controller_id=broker.broker_id,
+            brokers=MappingProxyType({broker.broker_id: broker}),
+            topics=MappingProxyType(topics),
+        )
+        if not self.path.exists():
+            self._save()
+
+    # --- topics -------------------------------------------------------------
+
+    def create_topic(self, name: str, num_partitions: int, configs: dict[str, str]) -> TopicInfo:
+        me = self.broker.broker_id
+        topic = TopicInfo(
+            name=name,
+            topic_id=uuid.uuid4(),
+            partitions=tuple(PartitionInfo(p, me, 0, (me,), (me,)) for p in range(num_partitions)),
+            configs=MappingProxyType(dict(configs)),
+        )
+        self._replace_topic(name, topic)
+        return topic
+
+    def add_partitions(self, name: str, total: int) -> TopicInfo:
+        old = self.snapshot.topics[name]
+        me = self.broker.broker_id
+        new = tuple(PartitionInfo(p, me, 0, (me,), (me,)) for p in range(len(old.partitions), total))
+        topic = TopicInfo(old.name, old.topic_id, old.partitions + new, old.configs)
+        self._replace_topic(name, topic)
+        return topic
+
+    def delete_topic(self, name: str) -> None:
+        topics = dict(self.snapshot.topics)
+        topics.pop(name, None)
+        self.snapshot = self.snapshot.with_topics(topics)
+        self._save()
+
+    def _replace_topic(self, name: str, topic: TopicInfo) -> None:
+        topics = dict(self.snapshot.topics)
+        topics[name] = topic
+        self.snapshot = self.snapshot.with_topics(topics)
+        self._save()
+
+    # --- producer ids ---------------------------------------------------------
+
+    def next_producer_id(self) -> int:
+        """Unique across restarts: ids are reserved in persisted blocks, as Kafka's controller does."""
+        if self._next_producer_id >= self._producer_id_limit:
+            self._producer_id_limit = self._next_producer_id + PRODUCER_ID_BLOCK
+            self._save()
+        pid = self._next_producer_id
+        self._next_producer_id += 1
+        return pid
+
+    # --- persistence -----------------------------------------------------------
+
+    def _save(self) -> None:
+        state = {
+            "version": 1,
+            "cluster_id": self.cluster_id,
+            "producer_id_block_end": self._producer_id_limit,
+            "topics": {
+                t.name: {"topic_id": str(t.topic_id), "partitions": len(t.partitions), "configs": dict(t.configs)}
+                for t in self.snapshot.topics.values()
+            },
+        }
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            json.dump(state, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        _fsync_dir(self.path.parent)
+
+
+def _topic_from_json(name: str, t: dict, me: int) -> TopicInfo:
+    return TopicInfo(
+        name=name,
+        topic_id=uuid.UUID(t["topic_id"]),
+        partitions=tuple(PartitionInfo(p, me, 0, (me,), (me,)) for p in range(t["partitions"])),
+        configs=MappingProxyType(dict(t.get("configs", {}))),
+    )
+
+
+def _new_cluster_id() -> str:
+    """22 characters of URL-safe base64, like Kafka's cluster ids."""
+    import base64
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
