@@ -20,6 +20,7 @@ from josef.storage.manager import LogManager
 log = logging.getLogger("josef.broker")
 
 SHUTDOWN_GRACE_S = 5.0
+FLUSH_CHECK_S = 1.0
 
 
 class Broker:
@@ -42,7 +43,7 @@ class Broker:
         self.topic_admin = TopicAdmin(self)
         self.dispatcher = Dispatcher(self)
         self.server = KafkaServer(self.dispatcher, host, port, config["socket.request.max.bytes"])
-        self._checkpoint_task: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
 
     # --- topics and their logs ----------------------------------------------------
 
@@ -66,16 +67,23 @@ class Broker:
     async def start(self) -> None:
         await self.server.start()
         self.port = self.server.port
-        interval = self.config["log.flush.offset.checkpoint.interval.ms"] / 1000
-        if interval > 0:
-            self._checkpoint_task = asyncio.create_task(self._checkpoint_loop(interval))
+        checkpoint_s = self.config["log.flush.offset.checkpoint.interval.ms"] / 1000
+        if checkpoint_s > 0:
+            self._tasks.append(asyncio.create_task(self._every(checkpoint_s, self.logs.write_checkpoints)))
+        # flush.ms and rolled segments: fsync them and move the recovery point, so a crash
+        # re-validates only the unflushed tail
+        self._tasks.append(asyncio.create_task(self._every(FLUSH_CHECK_S, self.logs.flush_logs)))
         log.info("broker %d serving Kafka on %s:%d (cluster %s)", self.broker_id, self.host, self.port,
                  self.store.cluster_id)
 
-    async def _checkpoint_loop(self, interval: float) -> None:
+    @staticmethod
+    async def _every(interval: float, job) -> None:
         while True:
             await asyncio.sleep(interval)
-            self.logs.write_checkpoints()
+            try:
+                job()
+            except OSError as e:
+                log.error("%s failed: %s", getattr(job, "__name__", job), e)
 
     async def shutdown(self) -> None:
         """Stop accepting, answer what is owed, then close every log cleanly."""
@@ -83,7 +91,7 @@ class Broker:
         await self.server.stop_accepting()
         self.purgatory.finish_all()
         await self.server.drain(SHUTDOWN_GRACE_S)
-        if self._checkpoint_task is not None:
-            self._checkpoint_task.cancel()
+        for task in self._tasks:
+            task.cancel()
         self.logs.close()
         log.info("broker %d shut down cleanly in %.2fs", self.broker_id, time.monotonic() - started)

@@ -5,12 +5,15 @@ the handlers decode and encode; this module decides.
 """
 from __future__ import annotations
 
+import logging
 import time
 from typing import NamedTuple
 
 from josef.protocol.errors import Error
 from josef.records.batch import InvalidRecord, validate_produce_records
 from josef.storage.log import OffsetOutOfRange
+
+logger = logging.getLogger("josef.replicas")
 
 EARLIEST, LATEST, MAX_TIMESTAMP, EARLIEST_LOCAL, LATEST_TIERED = -2, -1, -3, -4, -5
 
@@ -75,6 +78,9 @@ class ReplicaManager:
             result = log.append(records, header, leader_epoch, int(time.time() * 1000))
         except InvalidRecord as e:
             return AppendOutcome(e.code, log_start_offset=log.log_start_offset, message=str(e))
+        except OSError as e:  # a full or failing disk: Kafka marks the log dir offline
+            logger.error("append to %s-%d failed: %s", topic, partition, e)
+            return AppendOutcome(Error.KAFKA_STORAGE_ERROR, message=str(e))
         if not result.duplicate:
             log.high_watermark = log.log_end_offset  # a single replica is the whole ISR
             self.broker.purgatory.appended((topic, partition), header.size)
@@ -133,7 +139,7 @@ class ReplicaManager:
         if found is None or found[0] < 0:
             return Error.NONE, -1, -1, -1
         offset, ts = found
-        return Error.NONE, ts, offset, log.epoch_for_offset(offset) if hasattr(log, "epoch_for_offset") else epoch
+        return Error.NONE, ts, offset, log.epochs.epoch_for_offset(offset)
 
     # --- leader epochs ---------------------------------------------------------------
 

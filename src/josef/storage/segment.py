@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 from josef.protocol.errors import Error
-from josef.records.batch import HEADER_SIZE, LOG_OVERHEAD, BatchHeader, InvalidRecord, crc_ok, read_header
+from josef.records.batch import HEADER_SIZE, BatchHeader, InvalidRecord, crc_ok, read_header
 
 LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
@@ -33,8 +33,6 @@ INT32_MAX = 0x7FFFFFFF
 
 _SCAN_BLOCK = 16 * 1024  # header walks: enough to cover an index interval of small batches
 _RECOVER_BLOCK = 1024 * 1024
-_LENGTH = struct.Struct(">i")  # batchLength at byte 8
-_BASE = struct.Struct(">q")  # baseOffset at byte 0
 _READ_CACHE_LIMIT = 16
 
 
