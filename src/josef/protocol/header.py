@@ -78,7 +78,12 @@ def _lookup_header_version(api_key: int, api_version: int) -> int:
 
 
 def request_header_version(api_key: int, api_version: int) -> int:
-    """1 for non-flexible request versions, 2 for flexible ones (ApiVersions v3+ included)."""
+    """1 for non-flexible request versions, 2 for flexible ones (ApiVersions v3+ included).
+
+    Unknown keys, and versions older than kio's, give 1. A version newer than kio's follows the
+    newest one kio knows, as Kafka's open-ended flexibleVersions do, so a client's future
+    ApiVersions request still parses and can be answered with UNSUPPORTED_VERSION.
+    """
     version = _header_versions.get((api_key, api_version))
     return version if version is not None else _lookup_header_version(api_key, api_version)
 

@@ -102,24 +102,6 @@ def read_int64(buf, pos: int) -> tuple[int, int]:
 
 # --------------------------------------------------------------------------- unsigned varints
 
-def _read_uvarint_slow(buf, pos: int, max_bytes: int, max_value: int) -> tuple[int, int]:
-    end = len(buf)
-    value = 0
-    shift = 0
-    for _ in range(max_bytes):
-        if pos >= end:
-            raise _truncated(buf, pos, 1)
-        byte = buf[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            if value > max_value:
-                raise MalformedRequest(f"varint {value} out of range")
-            return value, pos
-        shift += 7
-    raise MalformedRequest(f"varint longer than {max_bytes} bytes at offset {pos - max_bytes}")
-
-
 def read_uvarint(buf, pos: int) -> tuple[int, int]:
     """An unsigned varint in the uint32 range (at most 5 bytes): lengths, counts and tags.
 
@@ -153,7 +135,22 @@ def read_uvarint(buf, pos: int) -> tuple[int, int]:
 
 def read_uvarint64(buf, pos: int) -> tuple[int, int]:
     """An unsigned varint in the uint64 range (at most 10 bytes)."""
-    return _read_uvarint_slow(buf, pos, 10, _MAX_UVARINT64)
+    start = pos
+    end = min(len(buf), pos + 10)
+    value = 0
+    shift = 0
+    while pos < end:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            if value > _MAX_UVARINT64:
+                raise MalformedRequest(f"varint at offset {start} exceeds uint64")
+            return value, pos
+        shift += 7
+    if pos - start == 10:
+        raise MalformedRequest(f"varint at offset {start} is longer than 10 bytes")
+    raise _truncated(buf, pos, 1)
 
 
 # --------------------------------------------------------------------------- lengths
