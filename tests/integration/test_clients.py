@@ -97,7 +97,7 @@ def test_watermarks_and_offsets_for_times(broker):
     for i, ts in enumerate([1_000_000, 2_000_000, 3_000_000]):
         p.produce(topic, value=b"v%d" % i, timestamp=ts)
         p.flush(10)
-    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "unused"})
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "unused", "enable.auto.commit": False})
     try:
         assert c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10) == (0, 3)
         found = c.offsets_for_times([TopicPartition(topic, 0, 1_500_000)], timeout=10)
@@ -224,3 +224,62 @@ def test_sigkill_loses_nothing_acknowledged(broker):
     broker.start()
     got = consume_all(broker.bootstrap, topic, 1, 500)
     assert [m.value() for m in got] == [v for _, v in records]
+
+
+def _delivery_error(bootstrap: str, topic: str, value: bytes, **conf):
+    errors = []
+    p = Producer({"bootstrap.servers": bootstrap, "retries": 0, "message.timeout.ms": 10000, **conf})
+    p.produce(topic, value=value, on_delivery=lambda err, msg: errors.append(err))
+    assert p.flush(15) == 0
+    assert len(errors) == 1
+    return errors[0]
+
+
+def test_acks_all_below_min_insync_replicas_is_refused(broker):
+    topic = topic_name("minisr")
+    create_topic(broker.bootstrap, topic, config={"min.insync.replicas": "2"})
+    err = _delivery_error(broker.bootstrap, topic, b"x", acks="all")
+    assert err is not None and err.code() == KafkaError.NOT_ENOUGH_REPLICAS
+    assert _delivery_error(broker.bootstrap, topic, b"x", acks=1) is None  # acks=1 does not need the ISR
+
+
+def test_batch_over_max_message_bytes_is_refused(broker):
+    topic = topic_name("big")
+    create_topic(broker.bootstrap, topic, config={"max.message.bytes": "2000"})
+    err = _delivery_error(broker.bootstrap, topic, b"y" * 5000)
+    assert err is not None and err.code() == KafkaError.MSG_SIZE_TOO_LARGE
+    assert _delivery_error(broker.bootstrap, topic, b"y" * 100) is None
+
+
+def test_long_poll_fetch_is_woken_by_an_append(broker):
+    """With fetch.wait.max.ms at 20 s, only the purgatory's wake-up can deliver within 8 s."""
+    topic = topic_name("poll")
+    create_topic(broker.bootstrap, topic)
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "unused", "fetch.wait.max.ms": 20000,
+                  "enable.auto.commit": False,
+                  "auto.offset.reset": "earliest", "socket.timeout.ms": 30000})
+    c.assign([TopicPartition(topic, 0, 0)])
+    try:
+        assert c.poll(1.5) is None  # the consumer is now parked in a long poll
+        produce(broker.bootstrap, topic, [(None, b"wake up")])
+        msg = c.poll(8)
+        assert msg is not None and msg.error() is None and msg.value() == b"wake up"
+    finally:
+        c.close()
+
+
+def test_fetch_out_of_range_resets_by_policy(broker):
+    topic = topic_name("oor")
+    create_topic(broker.bootstrap, topic)
+    produce(broker.bootstrap, topic, [(None, b"a"), (None, b"b")])
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "unused", "auto.offset.reset": "error",
+                  "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, 0, 50)])
+    try:
+        def out_of_range():
+            msg = c.poll(0.5)
+            return msg is not None and msg.error() is not None and \
+                msg.error().code() == KafkaError._AUTO_OFFSET_RESET
+        wait_for(out_of_range, 10, interval=0, what="OFFSET_OUT_OF_RANGE surfaced as an offset reset error")
+    finally:
+        c.close()
