@@ -6,6 +6,7 @@ import logging
 import time
 from pathlib import Path
 
+from josef.broker.cache import LruCache
 from josef.broker.dispatcher import Dispatcher
 from josef.broker.purgatory import FetchPurgatory
 from josef.broker.replica_manager import ReplicaManager
@@ -21,6 +22,7 @@ log = logging.getLogger("josef.broker")
 
 SHUTDOWN_GRACE_S = 5.0
 FLUSH_CHECK_S = 1.0
+METADATA_CACHE_SIZE = 256
 
 
 class Broker:
@@ -39,6 +41,7 @@ class Broker:
         for topic in topics.values():
             self.open_topic_logs(topic)
         self.purgatory = FetchPurgatory()
+        self.metadata_cache = LruCache(METADATA_CACHE_SIZE)  # encoded Metadata answers
         self.replicas = ReplicaManager(self)
         self.topic_admin = TopicAdmin(self)
         self.dispatcher = Dispatcher(self)

@@ -66,16 +66,15 @@ class ReplicaManager:
             header = validate_produce_records(records, api_version)
         except InvalidRecord as e:
             return AppendOutcome(e.code, log_start_offset=log.log_start_offset, message=str(e))
+        state = self.broker.store.snapshot.topics[topic].partitions[partition]
         if acks == -1:
-            isr = self.broker.store.snapshot.topics[topic].partitions[partition].isr
-            min_isr = self.broker.topic_configs(self.broker.store.snapshot.topics[topic])["min.insync.replicas"]
+            isr, min_isr = state.isr, log.config.min_insync_replicas
             if len(isr) < min_isr:
                 return AppendOutcome(Error.NOT_ENOUGH_REPLICAS, log_start_offset=log.log_start_offset,
                                      message=f"The size of the current ISR {len(isr)} is insufficient to satisfy "
                                              f"the min.isr requirement of {min_isr}")
-        leader_epoch = self.broker.store.snapshot.topics[topic].partitions[partition].leader_epoch
         try:
-            result = log.append(records, header, leader_epoch, int(time.time() * 1000))
+            result = log.append(records, header, state.leader_epoch, int(time.time() * 1000))
         except InvalidRecord as e:
             return AppendOutcome(e.code, log_start_offset=log.log_start_offset, message=str(e))
         except OSError as e:  # a full or failing disk: Kafka marks the log dir offline

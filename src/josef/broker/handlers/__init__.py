@@ -19,7 +19,6 @@ class Handler:
     max_version: int
     fn: Callable
     raw: bool = False
-    cacheable: bool = False
 
 
 REGISTRY: dict[int, Handler] = {}

@@ -5,8 +5,6 @@ are cached per (version, snapshot epoch, question) and only the header is fresh.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-
 from josef.broker.handlers import api
 from josef.broker.topic_admin import TopicError
 from josef.config import validate_topic_name
@@ -15,8 +13,6 @@ from josef.protocol.errors import Error
 from josef.protocol.kio_codec import encode_response, response_class
 
 API_KEY = 3
-_CACHE_SIZE = 256
-_cache: OrderedDict = OrderedDict()
 
 
 @api(API_KEY, "Metadata", 0, 12, raw=False)
@@ -29,16 +25,11 @@ def handle_metadata(broker, ctx, request):
         _auto_create(broker, names, allow_auto)
     snapshot = broker.store.snapshot
     key = (ctx.api_version, snapshot.epoch, None if names is None else tuple(names), ctx.connection.listener)
-    body = _cache.get(key)
+    body = broker.metadata_cache.get(key)
     if body is None:
         entity = to_entity(response_class(API_KEY, ctx.api_version), _describe(broker, snapshot, names))
         header_size = 4 if ctx.api_version < 9 else 5
-        body = encode_response(entity, 0)[header_size:]
-        _cache[key] = body
-        if len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
-    else:
-        _cache.move_to_end(key)
+        body = broker.metadata_cache[key] = encode_response(entity, 0)[header_size:]
     tags = b"\x00" if ctx.api_version >= 9 else b""
     payload = ctx.correlation_id.to_bytes(4, "big", signed=True) + tags + body
     return [len(payload).to_bytes(4, "big"), payload]
