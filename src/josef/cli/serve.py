@@ -30,8 +30,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+# `josef serve` is a single development broker: groups form at once instead of waiting
+# Kafka's 3 s for more members, and the offsets topic is smaller than Kafka's 50 partitions.
+SERVE_DEFAULTS = {"group.initial.rebalance.delay.ms": "0", "offsets.topic.num.partitions": "10"}
+
+
 def build_config(args: argparse.Namespace) -> BrokerConfig:
-    props: dict[str, str] = {}
+    props: dict[str, str] = dict(SERVE_DEFAULTS)
     if args.config:
         props.update(read_properties(Path(args.config)))
     props.update(env_overrides())
