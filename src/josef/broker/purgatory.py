@@ -19,6 +19,7 @@ class DelayedFetch:
         self.needed = needed  # bytes still missing before min_bytes is met
         self.complete = complete  # builds the answer when the wait ends
         self.future = loop.create_future()
+        self.future.add_done_callback(self._forget)  # also when the connection goes away
         self.timer = loop.call_later(timeout_s, self.finish)
 
     def on_append(self, size: int) -> None:
@@ -29,12 +30,15 @@ class DelayedFetch:
     def finish(self) -> None:
         if self.future.done():
             return
-        self.timer.cancel()
-        self.purgatory.forget(self)
+        self._forget(None)
         try:
             self.future.set_result(self.complete())
         except Exception as exc:  # the connection closes; the broker goes on
             self.future.set_exception(exc)
+
+    def _forget(self, _future) -> None:
+        self.timer.cancel()
+        self.purgatory.forget(self)
 
 
 class FetchPurgatory:
