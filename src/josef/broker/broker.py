@@ -15,6 +15,7 @@ from josef.broker.topic_admin import TopicAdmin
 from josef.cluster.local_store import LocalMetadataStore
 from josef.cluster.metadata import BrokerInfo, TopicInfo
 from josef.config import BrokerConfig, effective_topic_configs
+from josef.coordinator.service import GroupCoordinator
 from josef.storage.log import LogConfig
 from josef.storage.manager import LogManager
 
@@ -44,6 +45,8 @@ class Broker:
         self.metadata_cache = LruCache(METADATA_CACHE_SIZE)  # encoded Metadata answers
         self.replicas = ReplicaManager(self)
         self.topic_admin = TopicAdmin(self)
+        self.coordinator = GroupCoordinator(self)
+        self.coordinator.load()
         self.dispatcher = Dispatcher(self)
         self.server = KafkaServer(self.dispatcher, host, port, config["socket.request.max.bytes"])
         self._tasks: list[asyncio.Task] = []
@@ -76,6 +79,11 @@ class Broker:
         # flush.ms and rolled segments: fsync them and move the recovery point, so a crash
         # re-validates only the unflushed tail
         self._tasks.append(asyncio.create_task(self._every(FLUSH_CHECK_S, self.logs.flush_logs)))
+        self.coordinator.start_timers()
+        retention_ms = self.config["offsets.retention.minutes"] * 60_000
+        self._tasks.append(asyncio.create_task(self._every(
+            self.config["offsets.retention.check.interval.ms"] / 1000,
+            lambda: self.coordinator.expire_offsets(retention_ms))))
         log.info("broker %d serving Kafka on %s:%d (cluster %s)", self.broker_id, self.host, self.port,
                  self.store.cluster_id)
 
@@ -96,5 +104,6 @@ class Broker:
         await self.server.drain(SHUTDOWN_GRACE_S)
         for task in self._tasks:
             task.cancel()
+        self.coordinator.stop()
         self.logs.close()
         log.info("broker %d shut down cleanly in %.2fs", self.broker_id, time.monotonic() - started)

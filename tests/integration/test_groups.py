@@ -1,0 +1,193 @@
+"""Consumer groups with real clients: membership, assignment, committed offsets, restarts."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from tests.conftest import wait_for
+from tests.integration.test_clients import create_topic, produce, topic_name
+
+
+def group_consumer(bootstrap: str, group: str, **conf) -> Consumer:
+    return Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+                     "enable.auto.commit": False, "session.timeout.ms": 6000,
+                     "heartbeat.interval.ms": 500, **conf})
+
+
+def poll_values(consumers, want: int, timeout: float = 30.0) -> dict:
+    """Poll all consumers round-robin until `want` records arrived; {consumer index: [msg]}."""
+    got = {i: [] for i in range(len(consumers))}
+
+    def step():
+        for i, c in enumerate(consumers):
+            msg = c.poll(0.1)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() != KafkaError._PARTITION_EOF:
+                    raise KafkaException(msg.error())
+                continue
+            got[i].append(msg)
+        return sum(map(len, got.values())) >= want
+
+    wait_for(step, timeout, interval=0, what=f"{want} records")
+    return got
+
+
+def test_two_members_split_six_partitions_without_overlap(broker):
+    topic = topic_name("split")
+    create_topic(broker.bootstrap, topic, partitions=6)
+    records = [(b"k%d" % i, b"v%d" % i) for i in range(600)]
+    produce(broker.bootstrap, topic, records)
+    group = topic_name("g")
+    a, b = group_consumer(broker.bootstrap, group), group_consumer(broker.bootstrap, group)
+    try:
+        a.subscribe([topic])
+        b.subscribe([topic])
+
+        def balanced():
+            for c in (a, b):
+                c.poll(0.1)
+            return len(a.assignment()) == 3 and len(b.assignment()) == 3
+
+        wait_for(balanced, 30, interval=0, what="both members with three partitions")
+        parts_a = {tp.partition for tp in a.assignment()}
+        parts_b = {tp.partition for tp in b.assignment()}
+        assert parts_a.isdisjoint(parts_b) and parts_a | parts_b == set(range(6))
+        got = poll_values([a, b], 600)
+        values = [m.value() for msgs in got.values() for m in msgs]
+        assert sorted(values) == sorted(v for _, v in records)  # no gap, no duplicate
+        assert all(m.partition() in parts_a for m in got[0]) and all(m.partition() in parts_b for m in got[1])
+    finally:
+        a.close()
+        b.close()
+
+
+def test_commit_then_resume_after_consumer_and_broker_restart(broker):
+    topic = topic_name("resume")
+    create_topic(broker.bootstrap, topic, partitions=2)
+    produce(broker.bootstrap, topic, [(b"k%d" % i, b"first-%d" % i) for i in range(100)])
+    group = topic_name("g")
+    c = group_consumer(broker.bootstrap, group)
+    c.subscribe([topic])
+    got = poll_values([c], 100)[0]
+    c.commit(asynchronous=False)
+    committed = c.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=10)
+    assert sum(tp.offset for tp in committed) == 100
+    c.close()
+
+    assert broker.stop() == 0
+    broker.start()
+    produce(broker.bootstrap, topic, [(b"k%d" % i, b"second-%d" % i) for i in range(50)])
+    c = group_consumer(broker.bootstrap, group)
+    c.subscribe([topic])
+    try:
+        later = poll_values([c], 50)[0]
+        assert sorted(m.value() for m in later) == sorted(b"second-%d" % i for i in range(50))
+        assert c.poll(1.0) is None  # nothing else: no re-read below the committed offsets
+    finally:
+        c.close()
+    assert len(got) == 100
+
+
+def test_commit_metadata_and_simple_commits_without_membership(broker):
+    topic = topic_name("simple")
+    create_topic(broker.bootstrap, topic)
+    group = topic_name("g")
+    c = group_consumer(broker.bootstrap, group)
+    try:
+        c.commit(offsets=[TopicPartition(topic, 0, 42, metadata="checkpoint-7")], asynchronous=False)
+        [tp] = c.committed([TopicPartition(topic, 0)], timeout=10)
+        assert (tp.offset, tp.metadata) == (42, "checkpoint-7")
+        try:
+            c.commit(offsets=[TopicPartition("no-such-topic-x", 0, 1)], asynchronous=False)
+            raise AssertionError("a commit for an unknown partition must fail")
+        except KafkaException as e:
+            assert e.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+    finally:
+        c.close()
+
+
+def test_leave_group_rebalances_quickly(broker):
+    topic = topic_name("leave")
+    create_topic(broker.bootstrap, topic, partitions=4)
+    group = topic_name("g")
+    a = group_consumer(broker.bootstrap, group, **{"session.timeout.ms": 30000})
+    b = group_consumer(broker.bootstrap, group, **{"session.timeout.ms": 30000})
+    a.subscribe([topic])
+    b.subscribe([topic])
+    wait_for(lambda: [c.poll(0.1) for c in (a, b)] and len(a.assignment()) == 2 and len(b.assignment()) == 2,
+             30, interval=0, what="two members")
+    started = time.monotonic()
+    b.close()  # LeaveGroup: the survivor takes everything long before the 30 s session timeout
+    wait_for(lambda: a.poll(0.1) is None and len(a.assignment()) == 4, 15, interval=0, what="takeover")
+    assert time.monotonic() - started < 10
+    a.close()
+
+
+MEMBER = textwrap.dedent("""
+    import sys
+    from confluent_kafka import Consumer
+    c = Consumer({"bootstrap.servers": sys.argv[1], "group.id": sys.argv[2], "session.timeout.ms": 6000,
+                  "heartbeat.interval.ms": 500, "enable.auto.commit": False})
+    c.subscribe([sys.argv[3]])
+    while True:
+        c.poll(0.2)
+        if c.assignment():
+            print("assigned", flush=True)
+""")
+
+
+def test_sigkilled_member_is_evicted_after_its_session_timeout(broker):
+    topic = topic_name("kill")
+    create_topic(broker.bootstrap, topic, partitions=2)
+    group = topic_name("g")
+    victim = subprocess.Popen([sys.executable, "-c", MEMBER, broker.bootstrap, group, topic],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+    survivor = group_consumer(broker.bootstrap, group)
+    try:
+        assert victim.stdout.readline().strip() == b"assigned"
+        survivor.subscribe([topic])
+        wait_for(lambda: survivor.poll(0.1) is None and len(survivor.assignment()) == 1, 30, interval=0,
+                 what="one partition each")
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.wait(5)
+        wait_for(lambda: survivor.poll(0.1) is None and len(survivor.assignment()) == 2, 25, interval=0,
+                 what="the dead member's partition moving to the survivor")
+    finally:
+        if victim.poll() is None:
+            os.killpg(victim.pid, signal.SIGKILL)
+        survivor.close()
+
+
+def test_list_describe_and_delete_groups(broker):
+    topic = topic_name("admin")
+    create_topic(broker.bootstrap, topic)
+    group = topic_name("g")
+    c = group_consumer(broker.bootstrap, group, **{"client.id": "describer"})
+    c.subscribe([topic])
+    wait_for(lambda: c.poll(0.1) is None and len(c.assignment()) == 1, 30, interval=0, what="assignment")
+    c.commit(offsets=[TopicPartition(topic, 0, 0)], asynchronous=False)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    listed = admin.list_consumer_groups().result(10)
+    assert group in {g.group_id for g in listed.valid}
+    described = admin.describe_consumer_groups([group])[group].result(10)
+    assert described.state.name == "STABLE"
+    assert [m.client_id for m in described.members] == ["describer"]
+    assert {tp.partition for tp in described.members[0].assignment.topic_partitions} == {0}
+    refused = admin.delete_consumer_groups([group])[group]
+    try:
+        refused.result(10)
+        raise AssertionError("deleting a group with members must fail")
+    except KafkaException as e:
+        assert e.args[0].code() == KafkaError.NON_EMPTY_GROUP
+    c.close()
+    admin.delete_consumer_groups([group])[group].result(10)
+    assert group not in {g.group_id for g in admin.list_consumer_groups().result(10).valid}
