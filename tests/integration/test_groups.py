@@ -191,3 +191,66 @@ def test_list_describe_and_delete_groups(broker):
     c.close()
     admin.delete_consumer_groups([group])[group].result(10)
     assert group not in {g.group_id for g in admin.list_consumer_groups().result(10).valid}
+
+
+def test_mixed_group_confluent_and_kafka_python_share_partitions(broker):
+    from kafka import KafkaConsumer
+    topic = topic_name("mixed")
+    create_topic(broker.bootstrap, topic, partitions=4)
+    produce(broker.bootstrap, topic, [(b"k%d" % i, b"m%d" % i) for i in range(200)])
+    group = topic_name("g")
+    rdk = group_consumer(broker.bootstrap, group, **{"partition.assignment.strategy": "roundrobin"})
+    rdk.subscribe([topic])
+    kp = KafkaConsumer(topic, bootstrap_servers=broker.bootstrap, group_id=group, auto_offset_reset="earliest",
+                       enable_auto_commit=False, session_timeout_ms=6000, heartbeat_interval_ms=500,
+                       partition_assignment_strategy=[__import__("kafka").coordinator.assignors.roundrobin.RoundRobinPartitionAssignor])
+    seen_rdk, seen_kp = [], []
+    try:
+        def step():
+            msg = rdk.poll(0.05)
+            if msg is not None and not msg.error():
+                seen_rdk.append(msg)
+            for records in kp.poll(timeout_ms=50).values():
+                seen_kp.extend(records)
+            distinct = {m.value() for m in seen_rdk} | {r.value for r in seen_kp}
+            return len(rdk.assignment()) == 2 and len(kp.assignment()) == 2 and len(distinct) == 200
+        wait_for(step, 45, interval=0, what="a balanced mixed group reading everything")
+        parts_rdk = {tp.partition for tp in rdk.assignment()}
+        parts_kp = {tp.partition for tp in kp.assignment()}
+        assert parts_rdk.isdisjoint(parts_kp) and parts_rdk | parts_kp == {0, 1, 2, 3}
+        values = sorted([m.value() for m in seen_rdk] + [r.value for r in seen_kp])
+        # a rebalance while reading may hand a partition over; without commits the new owner
+        # re-reads it from the start, so every record is there, some possibly twice
+        assert set(values) == {b"m%d" % i for i in range(200)}
+    finally:
+        kp.close()
+        rdk.close()
+
+
+def test_aiokafka_group_consumer_commits_and_resumes(broker):
+    import asyncio
+    from aiokafka import AIOKafkaConsumer
+    topic = topic_name("aio")
+    create_topic(broker.bootstrap, topic, partitions=2)
+    produce(broker.bootstrap, topic, [(None, b"a%d" % i) for i in range(40)])
+    group = topic_name("g")
+
+    async def read(n: int) -> list:
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker.bootstrap, group_id=group,
+                                    auto_offset_reset="earliest", enable_auto_commit=False)
+        await consumer.start()
+        try:
+            got = []
+            while len(got) < n:
+                batches = await consumer.getmany(timeout_ms=500)
+                got.extend(m.value for msgs in batches.values() for m in msgs)
+            await consumer.commit()
+            return got
+        finally:
+            await consumer.stop()
+
+    first = asyncio.run(asyncio.wait_for(read(40), 45))
+    assert sorted(first) == sorted(b"a%d" % i for i in range(40))
+    produce(broker.bootstrap, topic, [(None, b"b%d" % i) for i in range(10)])
+    second = asyncio.run(asyncio.wait_for(read(10), 45))
+    assert sorted(second) == sorted(b"b%d" % i for i in range(10))
