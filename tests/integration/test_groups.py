@@ -254,3 +254,81 @@ def test_aiokafka_group_consumer_commits_and_resumes(broker):
     produce(broker.bootstrap, topic, [(None, b"b%d" % i) for i in range(10)])
     second = asyncio.run(asyncio.wait_for(read(10), 45))
     assert sorted(second) == sorted(b"b%d" % i for i in range(10))
+
+
+def test_bad_group_requests_get_kafkas_error_codes(broker):
+    from josef.client.wire import KafkaConnection, request_class
+    from josef.protocol.entities import to_entity
+    topic = topic_name("bad")
+    create_topic(broker.bootstrap, topic)
+
+    def call(api_key: int, version: int, body: dict):
+        with KafkaConnection("127.0.0.1", broker.port) as conn:
+            return conn.request(to_entity(request_class(api_key, version), body))
+
+    join = {"group_id": "", "session_timeout": 10000, "rebalance_timeout": 10000, "member_id": "",
+            "group_instance_id": None, "protocol_type": "consumer", "reason": None,
+            "protocols": [{"name": "range", "metadata": b"\x00\x00\x00\x00\x00\x00"}]}
+    assert call(11, 9, join).error_code == 24  # INVALID_GROUP_ID
+    assert call(11, 9, {**join, "group_id": "g-bad", "session_timeout": 10}).error_code == 26  # INVALID_SESSION_TIMEOUT
+    first = call(11, 9, {**join, "group_id": "g-bad"})
+    assert first.error_code == 79 and first.member_id  # MEMBER_ID_REQUIRED hands out an id
+    assert call(12, 4, {"group_id": "g-bad", "generation_id": 1, "member_id": "never-issued",
+                        "group_instance_id": None}).error_code == 25  # UNKNOWN_MEMBER_ID
+    joined = call(11, 9, {**join, "group_id": "g-bad", "member_id": first.member_id})
+    assert joined.error_code == 0 and joined.leader == first.member_id
+    wrong_generation = call(14, 5, {"group_id": "g-bad", "generation_id": joined.generation_id + 5,
+                                    "member_id": first.member_id, "group_instance_id": None,
+                                    "protocol_type": "consumer", "protocol_name": "range", "assignments": []})
+    assert wrong_generation.error_code == 22  # ILLEGAL_GENERATION
+    early = {"group_id": "g-bad", "generation_id_or_member_epoch": joined.generation_id,
+             "member_id": first.member_id, "group_instance_id": None, "retention_time": -1,
+             "topics": [{"name": topic, "partitions": [{"partition_index": 0, "committed_offset": 1,
+                                                        "committed_leader_epoch": -1, "committed_metadata": ""}]}]}
+    assert call(8, 8, early).topics[0].partitions[0].error_code == 27  # REBALANCE_IN_PROGRESS before the sync
+    synced = call(14, 5, {"group_id": "g-bad", "generation_id": joined.generation_id,
+                          "member_id": first.member_id, "group_instance_id": None,
+                          "protocol_type": "consumer", "protocol_name": "range",
+                          "assignments": [{"member_id": first.member_id, "assignment": b"plan"}]})
+    assert (synced.error_code, synced.assignment) == (0, b"plan")
+    commit = {"group_id": "g-bad", "generation_id_or_member_epoch": joined.generation_id,
+              "member_id": first.member_id, "group_instance_id": None, "retention_time": -1,
+              "topics": [{"name": topic, "partitions": [
+                  {"partition_index": 0, "committed_offset": 1, "committed_leader_epoch": -1,
+                   "committed_metadata": "x" * 5000},
+                  {"partition_index": 9, "committed_offset": 1, "committed_leader_epoch": -1,
+                   "committed_metadata": ""}]}]}
+    errors = [p.error_code for p in call(8, 8, commit).topics[0].partitions]
+    assert errors == [12, 3]  # OFFSET_METADATA_TOO_LARGE, UNKNOWN_TOPIC_OR_PARTITION
+    stale = {**commit, "generation_id_or_member_epoch": joined.generation_id - 1,
+             "topics": [{"name": topic, "partitions": [{"partition_index": 0, "committed_offset": 1,
+                                                        "committed_leader_epoch": -1, "committed_metadata": ""}]}]}
+    assert call(8, 8, stale).topics[0].partitions[0].error_code == 22
+    deleted = call(42, 2, {"groups_names": ["no-such-group"]})
+    assert deleted.results[0].error_code == 69  # GROUP_ID_NOT_FOUND
+    assert broker.proc.poll() is None
+
+
+def test_static_member_keeps_its_partitions_across_a_restart(broker):
+    topic = topic_name("static")
+    create_topic(broker.bootstrap, topic, partitions=4)
+    group = topic_name("g")
+    conf = {"session.timeout.ms": 10000}
+    a = group_consumer(broker.bootstrap, group, **{**conf, "group.instance.id": "member-a"})
+    b = group_consumer(broker.bootstrap, group, **{**conf, "group.instance.id": "member-b"})
+    for c in (a, b):
+        c.subscribe([topic])
+    wait_for(lambda: [c.poll(0.1) for c in (a, b)] and len(a.assignment()) == 2 and len(b.assignment()) == 2,
+             30, interval=0, what="two static members")
+    before = {tp.partition for tp in b.assignment()}
+    b.close()  # a static member's close does not leave the group (KIP-345)
+    b = group_consumer(broker.bootstrap, group, **{**conf, "group.instance.id": "member-b"})
+    b.subscribe([topic])
+    try:
+        wait_for(lambda: [c.poll(0.1) for c in (a, b)] and len(b.assignment()) == 2, 20, interval=0,
+                 what="the static member back")
+        assert {tp.partition for tp in b.assignment()} == before
+        assert len(a.assignment()) == 2
+    finally:
+        a.close()
+        b.close()
