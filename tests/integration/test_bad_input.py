@@ -124,3 +124,18 @@ def test_random_and_truncated_frames_then_normal_use(broker):
     assert [m.offset() for m in got] == list(range(end))
     assert [m.value() for m in got][-20:] == [v for _, v in records]
     assert "Traceback" not in broker.log()  # every bad frame was refused on purpose, none hit a bug
+
+
+def test_produce_v0_to_v2_are_refused_per_partition(broker):
+    from josef.records.records import build_batch
+    batch = build_batch([(None, b"old")])
+    for version in (0, 1, 2):
+        body = struct.pack(">hi", 1, 5000) + struct.pack(">ih", 1, 4) + b"old1"
+        body += struct.pack(">iii", 1, 3, len(batch)) + batch
+        answer = send_frames(broker.port, [frame(0, version, body, correlation_id=99)])
+        size, correlation_id, topics, name_len = struct.unpack_from(">iiih", answer)
+        assert (correlation_id, topics, answer[14:14 + name_len]) == (99, 1, b"old1")
+        count, index, error = struct.unpack_from(">iih", answer, 14 + name_len)
+        assert (count, index, error) == (1, 3, 35)  # UNSUPPORTED_VERSION
+        expected = 4 + 4 + 4 + 2 + 4 + 4 + 4 + 2 + 8 + (8 if version >= 2 else 0) + (4 if version >= 1 else 0)
+        assert len(answer) == expected
