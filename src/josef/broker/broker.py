@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from josef.broker.cache import LruCache
+from josef.broker.config_admin import ConfigAdmin
 from josef.broker.dispatcher import Dispatcher
 from josef.broker.purgatory import FetchPurgatory
 from josef.broker.replica_manager import ReplicaManager
@@ -28,6 +29,7 @@ METADATA_CACHE_SIZE = 256
 
 class Broker:
     def __init__(self, config: BrokerConfig, host: str, port: int, advertised_host: str | None = None):
+        self.static_props = dict(config.raw)  # server.properties, environment, overrides, flags
         self.config = config
         self.broker_id = config.broker_id
         self.host, self.port = host, port
@@ -36,6 +38,7 @@ class Broker:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = LocalMetadataStore(self.data_dir, BrokerInfo(self.broker_id, self.advertised_host, port),
                                         cluster_id=config["cluster.id"])
+        self.config = self._effective_config()  # dynamic broker configs persisted by an earlier run
         self.logs = LogManager(self.data_dir, self.broker_id, self.store.cluster_id)
         topics = self.store.snapshot.topics
         self.logs.load({name: self.log_config(t) for name, t in topics.items()})
@@ -47,6 +50,7 @@ class Broker:
         self.topic_admin = TopicAdmin(self)
         self.coordinator = GroupCoordinator(self)
         self.coordinator.load()
+        self.config_admin = ConfigAdmin(self)
         self.dispatcher = Dispatcher(self)
         self.server = KafkaServer(self.dispatcher, host, port, config["socket.request.max.bytes"])
         self._tasks: list[asyncio.Task] = []
@@ -68,6 +72,29 @@ class Broker:
     def close_topic_logs(self, name: str) -> None:
         self.logs.delete_topic(name)
 
+    # --- dynamic configs ------------------------------------------------------------
+
+    def _effective_config(self) -> BrokerConfig:
+        dynamic = self.store.broker_configs
+        return BrokerConfig({**self.static_props, **dynamic.get("", {}), **dynamic.get(str(self.broker_id), {})})
+
+    def alter_topic_configs(self, name: str, overrides: dict[str, str]) -> None:
+        self._reconfigure_logs([self.store.set_topic_configs(name, overrides)])
+
+    def alter_broker_configs(self, entity: str, overrides: dict[str, str]) -> None:
+        self.store.set_broker_configs(entity, overrides)
+        self.config = self._effective_config()
+        self._reconfigure_logs(self.store.snapshot.topics.values())
+
+    def _reconfigure_logs(self, topics) -> None:
+        """New settings reach open logs at once: no restart needed."""
+        for topic in topics:
+            config = self.log_config(topic)
+            for p in topic.partitions:
+                log = self.logs.get(topic.name, p.partition)
+                if log is not None:
+                    log.config = config
+
     # --- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
@@ -79,6 +106,8 @@ class Broker:
         # flush.ms and rolled segments: fsync them and move the recovery point, so a crash
         # re-validates only the unflushed tail
         self._tasks.append(asyncio.create_task(self._every(FLUSH_CHECK_S, self.logs.flush_logs)))
+        self._tasks.append(asyncio.create_task(self._every(
+            self.config["log.retention.check.interval.ms"] / 1000, self.logs.delete_old_segments)))
         self.coordinator.start_timers()
         retention_ms = self.config["offsets.retention.minutes"] * 60_000
         self._tasks.append(asyncio.create_task(self._every(

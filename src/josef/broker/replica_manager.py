@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 from josef.protocol.errors import Error
 from josef.records.batch import InvalidRecord, validate_produce_records
+from josef.records.records import iter_records
 from josef.storage.log import OffsetOutOfRange
 
 logger = logging.getLogger("josef.replicas")
@@ -64,6 +65,8 @@ class ReplicaManager:
                                  message=f"batch of {len(records)} bytes exceeds max.message.bytes {log.config.max_message_bytes}")
         try:
             header = validate_produce_records(records, api_version)
+            if "compact" in log.config.cleanup_policy and _has_null_key(records):
+                raise InvalidRecord(Error.INVALID_RECORD, "Compacted topic cannot accept message without key.")
         except InvalidRecord as e:
             return AppendOutcome(e.code, log_start_offset=log.log_start_offset, message=str(e))
         state = self.broker.store.snapshot.topics[topic].partitions[partition]
@@ -152,3 +155,23 @@ class ReplicaManager:
             return epoch_error, -1, -1
         epoch, end_offset = log.end_offset_for_epoch(leader_epoch)
         return Error.NONE, epoch, end_offset
+
+    # --- delete records ---------------------------------------------------------------
+
+    def delete_records(self, topic: str, partition: int, offset: int) -> tuple[int, int]:
+        """(error, new low watermark) after deleting everything below `offset`."""
+        log, error = self._leader_log(topic, partition)
+        if error:
+            return error, -1
+        if offset == -1:
+            offset = log.high_watermark
+        if offset < 0 or offset > log.high_watermark:
+            return Error.OFFSET_OUT_OF_RANGE, -1
+        log.delete_records_before(offset)
+        self.logs.write_checkpoints()  # the new log start offset survives a crash
+        return Error.NONE, log.log_start_offset
+
+
+def _has_null_key(batch) -> bool:
+    """Compaction needs a key on every record: the one place produce decodes records."""
+    return any(record.key is None for record in iter_records(batch))

@@ -24,6 +24,8 @@ class LocalMetadataStore:
         state = json.loads(self.path.read_text()) if self.path.exists() else {}
         self.cluster_id = state.get("cluster_id") or cluster_id or _new_cluster_id()
         self._next_producer_id = state.get("producer_id_block_end", 0)
+        # dynamic broker configs by entity: "<id>" for one broker, "" for the cluster default
+        self.broker_configs: dict[str, dict[str, str]] = state.get("broker_configs", {})
         self._producer_id_limit = self._next_producer_id
         topics = {name: _topic_from_json(name, t, broker.broker_id) for name, t in state.get("topics", {}).items()}
         self.snapshot = ClusterMetadata(
@@ -56,6 +58,19 @@ class LocalMetadataStore:
         self._replace_topic(name, topic)
         return topic
 
+    def set_topic_configs(self, name: str, configs: dict[str, str]) -> TopicInfo:
+        old = self.snapshot.topics[name]
+        topic = TopicInfo(old.name, old.topic_id, old.partitions, MappingProxyType(dict(configs)))
+        self._replace_topic(name, topic)
+        return topic
+
+    def set_broker_configs(self, entity: str, configs: dict[str, str]) -> None:
+        if configs:
+            self.broker_configs[entity] = dict(configs)
+        else:
+            self.broker_configs.pop(entity, None)
+        self._save()
+
     def delete_topic(self, name: str) -> None:
         topics = dict(self.snapshot.topics)
         topics.pop(name, None)
@@ -86,6 +101,7 @@ class LocalMetadataStore:
             "version": 1,
             "cluster_id": self.cluster_id,
             "producer_id_block_end": self._producer_id_limit,
+            "broker_configs": self.broker_configs,
             "topics": {
                 t.name: {"topic_id": str(t.topic_id), "partitions": len(t.partitions), "configs": dict(t.configs)}
                 for t in self.snapshot.topics.values()

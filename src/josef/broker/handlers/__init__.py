@@ -36,7 +36,7 @@ def api(api_key: int, name: str, min_version: int, max_version: int, *, raw: boo
 
 def load_all() -> dict[int, Handler]:
     from josef.broker.handlers import (  # noqa: F401  (importing registers them)
-        api_versions, cluster, fetch, groups, init_producer_id, list_offsets, metadata, offset_for_leader_epoch,
-        offsets, produce, topics,
+        api_versions, cluster, configs, delete_records, fetch, groups, init_producer_id, list_offsets, metadata,
+        offset_for_leader_epoch, offsets, produce, topics,
     )
     return REGISTRY
