@@ -18,9 +18,10 @@ import socket
 import struct
 from typing import Any
 
-from kio.index import load_request_schema, load_response_schema
 from kio.schema.index import api_key_map
 from kio.serial import entity_reader, entity_writer
+
+from josef.protocol.kio_codec import request_class, response_class
 
 _SIZE = struct.Struct(">i")
 _ERROR_CODE = struct.Struct(">h")
@@ -32,16 +33,6 @@ CLIENT_ID = "josef-cli"
 
 class WireError(Exception):
     """The connection failed or the peer answered something we cannot use."""
-
-
-@functools.cache
-def request_class(api_key: int, version: int) -> type:
-    return load_request_schema(api_key, version)
-
-
-@functools.cache
-def response_class(api_key: int, version: int) -> type:
-    return load_response_schema(api_key, version)
 
 
 @functools.cache

@@ -37,6 +37,7 @@ from kio.serial._introspect import (
 )
 
 from josef.protocol.errors import MalformedRequest
+from josef.protocol.primitives import encode_uvarint
 
 __all__ = ["sanitize", "prepare"]
 
@@ -360,10 +361,10 @@ def _walk_tags(spec: tuple[str, dict[int, Walk]], buf: Any, pos: int, end: int,
 
 def _rebuild_tags(buf: Any, kept: list[tuple[int, int, int]], nested: list[Edit]) -> bytes:
     """A tag section with only `kept` fields, their values cleaned by `nested` edits."""
-    parts = [_uvarint_bytes(len(kept))]
+    parts = [encode_uvarint(len(kept))]
     for tag, start, stop in kept:
         value = _splice(buf, start, stop, [e for e in nested if start <= e[0] < stop])
-        parts += (_uvarint_bytes(tag), _uvarint_bytes(len(value)), value)
+        parts += (encode_uvarint(tag), encode_uvarint(len(value)), value)
     return b"".join(parts)
 
 
@@ -388,15 +389,6 @@ def _read_uvarint(buf: Any, pos: int) -> tuple[int, int]:
         if byte < 0x80:
             return value, pos
     raise MalformedRequest("varint longer than 5 bytes")
-
-
-def _uvarint_bytes(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def _splice(buf: Any, start: int, stop: int, edits: list[Edit]) -> bytes:

@@ -3,7 +3,6 @@ that saw a leader change can find the point where its log diverges (KIP-101, KIP
 from __future__ import annotations
 
 from josef.broker.handlers import api
-from josef.protocol.errors import Error
 
 
 @api(23, "OffsetForLeaderEpoch", 2, 4)
