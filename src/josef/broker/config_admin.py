@@ -167,7 +167,8 @@ class ConfigAdmin:
     def _merge(current: dict[str, str], changes, table, effective) -> dict[str, str]:
         for key, op, value in changes:
             if key not in table:
-                raise ConfigAdminError(Error.INVALID_CONFIG, f"Unknown config name: {key}")
+                kind = "topic" if table is TOPIC_CONFIGS else "broker"
+                raise ConfigAdminError(Error.INVALID_CONFIG, f"Unknown {kind} config name: {key}")
             if op == SET:
                 if value is None:
                     raise ConfigAdminError(Error.INVALID_REQUEST, f"Null value not supported for: {key}")
@@ -196,5 +197,7 @@ def _broker_names_for(topic_key: str) -> list[str]:
         return ["log.retention.ms", "log.retention.minutes", "log.retention.hours"]
     if topic_key == "segment.ms":
         return ["log.roll.ms", "log.roll.hours"]
+    if topic_key == "flush.ms":
+        return ["log.flush.interval.ms", "log.flush.scheduler.interval.ms"]
     synonym = TOPIC_SYNONYMS.get(topic_key)
     return [synonym] if synonym else []
