@@ -126,3 +126,47 @@ def test_compacted_topic_refuses_records_without_key(broker):
     err = _delivery_error(broker.bootstrap, topic, b"no key")
     assert err is not None and err.code() == KafkaError.INVALID_RECORD
     assert produce(broker.bootstrap, topic, [(b"k", b"keyed")])[0][1] == 0
+
+
+def test_compaction_keeps_the_last_value_of_every_key(broker_factory):
+    b = broker_factory("--override", "log.cleaner.backoff.ms=100")
+    topic = topic_name("compact")
+    create_topic(b.bootstrap, topic, config={"cleanup.policy": "compact", "segment.bytes": "1024",
+                                             "min.cleanable.dirty.ratio": "0.01", "delete.retention.ms": "0"})
+    rounds = 20
+    records = [(b"key-%d" % k, b"round-%d-of-key-%d" % (r, k)) for r in range(rounds) for k in range(10)]
+    records.append((b"key-0", None))  # a tombstone for key-0
+    produce(b.bootstrap, topic, records, **{"linger.ms": 0, "batch.num.messages": 5})
+    total = len(records)
+    wait_for(lambda: len(_read_everything(b.bootstrap, topic)) < total // 2, 30, interval=0.2,
+             what="the cleaner to remove superseded records")
+    got = _read_everything(b.bootstrap, topic)
+    latest = {}
+    for m in got:
+        latest[m.key()] = m.value()
+    for k in range(1, 10):  # every key's last value survives
+        assert latest[b"key-%d" % k] == b"round-%d-of-key-%d" % (rounds - 1, k)
+    offsets = [m.offset() for m in got]
+    assert offsets == sorted(offsets) and offsets[-1] == total - 1  # offsets are kept, the newest is there
+
+
+def _read_everything(bootstrap: str, topic: str) -> list:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False,
+                  "enable.partition.eof": True})
+    c.assign([TopicPartition(topic, 0, 0)])
+    got = []
+    try:
+        def at_end():
+            msg = c.poll(0.2)
+            if msg is None:
+                return False
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    return True
+                raise KafkaException(msg.error())
+            got.append(msg)
+            return False
+        wait_for(at_end, 10, interval=0, what="the end of the partition")
+    finally:
+        c.close()
+    return got

@@ -17,6 +17,7 @@ from josef.cluster.local_store import LocalMetadataStore
 from josef.cluster.metadata import BrokerInfo, TopicInfo
 from josef.config import BrokerConfig, effective_topic_configs
 from josef.coordinator.service import GroupCoordinator
+from josef.storage.cleaner import LogCleaner
 from josef.storage.log import LogConfig
 from josef.storage.manager import LogManager
 
@@ -54,6 +55,7 @@ class Broker:
         self.dispatcher = Dispatcher(self)
         self.server = KafkaServer(self.dispatcher, host, port, config["socket.request.max.bytes"])
         self._tasks: list[asyncio.Task] = []
+        self.cleaner: LogCleaner | None = None  # compaction, started with the broker
 
     # --- topics and their logs ----------------------------------------------------
 
@@ -70,7 +72,9 @@ class Broker:
                 self.logs.create(topic.name, p.partition, config)
 
     def close_topic_logs(self, name: str) -> None:
-        self.logs.delete_topic(name)
+        for partition in self.logs.delete_topic(name):
+            if self.cleaner is not None:
+                self.cleaner.partition_deleted((name, partition))
 
     # --- dynamic configs ------------------------------------------------------------
 
@@ -108,6 +112,11 @@ class Broker:
         self._tasks.append(asyncio.create_task(self._every(FLUSH_CHECK_S, self.logs.flush_logs)))
         self._tasks.append(asyncio.create_task(self._every(
             self.config["log.retention.check.interval.ms"] / 1000, self.logs.delete_old_segments)))
+        if self.config["log.cleaner.enable"]:
+            self.cleaner = LogCleaner(self.data_dir, self.config["log.cleaner.dedupe.buffer.size"],
+                                      load_factor=self.config["log.cleaner.io.buffer.load.factor"])
+            self._tasks.append(asyncio.create_task(
+                self.cleaner.run(self.logs.logs, self.config["log.cleaner.backoff.ms"] / 1000)))
         self.coordinator.start_timers()
         retention_ms = self.config["offsets.retention.minutes"] * 60_000
         self._tasks.append(asyncio.create_task(self._every(
@@ -133,6 +142,9 @@ class Broker:
         await self.server.drain(SHUTDOWN_GRACE_S)
         for task in self._tasks:
             task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.cleaner is not None:
+            self.cleaner.close()
         self.coordinator.stop()
         self.logs.close()
         log.info("broker %d shut down cleanly in %.2fs", self.broker_id, time.monotonic() - started)

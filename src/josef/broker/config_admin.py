@@ -20,7 +20,9 @@ CONFIG_TYPES = {"bool": 1, "string": 2, "int": 3, "short": 4, "long": 5, "double
 # broker configs that can change without a restart: the log defaults topics inherit
 DYNAMIC_BROKER_CONFIGS = frozenset(TOPIC_SYNONYMS.values()) | {
     "log.retention.hours", "log.retention.minutes", "log.retention.ms", "log.roll.hours", "log.roll.ms",
-    "log.flush.interval.ms", "log.retention.check.interval.ms"}
+    "log.flush.interval.ms", "log.retention.check.interval.ms", "log.cleaner.threads",
+    "log.cleaner.dedupe.buffer.size", "log.cleaner.io.buffer.size", "log.cleaner.io.buffer.load.factor",
+    "log.cleaner.backoff.ms"}
 SENSITIVE_WORDS = ("password", "secret")
 
 

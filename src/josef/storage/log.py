@@ -21,6 +21,7 @@ from crc32c import crc32c
 from josef.protocol.errors import Error
 from josef.records.batch import CRC_START, TIMESTAMP_TYPE_FLAG, BatchHeader, InvalidRecord, crc_ok, iter_batches, patch
 from josef.records.records import iter_records
+from josef.storage.cleaner import complete_swaps
 from josef.storage.checkpoint import fsync_dir
 from josef.storage.leader_epoch import FILE_NAME as EPOCH_FILE, LeaderEpochCache
 from josef.storage.producer_state import ProducerStateManager
@@ -185,7 +186,9 @@ class PartitionLog:
         self.high_watermark = self._leo
 
     def _clean_directory(self) -> list[int]:
-        """Delete leftovers of interrupted deletions and swaps; the base offsets of the `.log` files."""
+        """Finish an interrupted compaction swap, delete leftovers of interrupted deletions and
+        cleanings; the base offsets of the `.log` files."""
+        complete_swaps(self.dir)
         names = os.listdir(self.dir)
         bases = set()
         for name in names:
