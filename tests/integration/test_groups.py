@@ -332,3 +332,24 @@ def test_static_member_keeps_its_partitions_across_a_restart(broker):
     finally:
         a.close()
         b.close()
+
+
+def test_cooperative_sticky_members_rebalance_incrementally(broker):
+    topic = topic_name("coop")
+    create_topic(broker.bootstrap, topic, partitions=6)
+    group = topic_name("g")
+    conf = {"partition.assignment.strategy": "cooperative-sticky"}
+    a = group_consumer(broker.bootstrap, group, **conf)
+    a.subscribe([topic])
+    wait_for(lambda: a.poll(0.1) is None and len(a.assignment()) == 6, 30, interval=0, what="a alone")
+    b = group_consumer(broker.bootstrap, group, **conf)
+    b.subscribe([topic])
+    try:
+        wait_for(lambda: [c.poll(0.1) for c in (a, b)] and len(a.assignment()) == 3 and len(b.assignment()) == 3,
+                 30, interval=0, what="an incremental hand-over of three partitions")
+        parts_a = {tp.partition for tp in a.assignment()}
+        parts_b = {tp.partition for tp in b.assignment()}
+        assert parts_a.isdisjoint(parts_b) and parts_a | parts_b == set(range(6))
+    finally:
+        a.close()
+        b.close()
