@@ -10,6 +10,8 @@
 The log file is opened unbuffered and appended with one os.write per batch; reads use
 os.pread. Index entries live in memory (array module) and reach their files at flush, roll
 and close: a crash can lose only entries of unflushed data, and recovery rebuilds those.
+Truncation cuts the index files at once (before the `.log`), so no file ever names a batch
+that is gone; load() checks each index's last entry against the log all the same.
 Nothing here decodes records; batch headers are all a segment ever looks at.
 """
 from __future__ import annotations
@@ -51,8 +53,13 @@ class _Index:
         self.path = path
         self.keys = array(self.key_type)
         self.values = array(self.value_type)
-        self._persisted = 0  # entries known to be in the file
-        self._synced = True  # ... and fsynced
+        # The file is `_file_entries` entries long (-1: unknown, rewrite it whole), of which the
+        # first `_persisted` are those in memory. After a truncation the file is longer than
+        # that prefix until the next write() cuts it: the two counts must not be conflated, or
+        # write() sees "nothing new" and leaves entries past the end of the `.log` on disk.
+        self._persisted = 0
+        self._file_entries = 0
+        self._synced = True  # ... and the file is fsynced
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -62,6 +69,7 @@ class _Index:
         self.values.append(value)
 
     def _truncate(self, keep: int) -> None:
+        """Keep the first `keep` entries in memory; the file is cut at the next write()."""
         if keep < len(self.keys):
             del self.keys[keep:]
             del self.values[keep:]
@@ -69,7 +77,12 @@ class _Index:
 
     def reset(self) -> None:
         self._truncate(0)
-        self._persisted = -1  # force a rewrite: the file may hold anything
+        self._file_entries = -1  # force a rewrite: the file may hold anything
+
+    @property
+    def dirty(self) -> bool:
+        """Whether the file differs from memory (entries to add, or a stale tail to cut)."""
+        return not self._persisted == self._file_entries == len(self.keys)
 
     def load(self) -> bool:
         """Read the file into memory; False (and empty) if it is missing or fails the sanity check."""
@@ -86,15 +99,15 @@ class _Index:
             keys.append(key)
             values.append(value)
         self.keys, self.values = keys, values
-        self._persisted = len(keys)
+        self._persisted = self._file_entries = len(keys)
         return True
 
     def write(self, sync: bool = False) -> None:
-        """Bring the file up to date with memory (it only ever grows, except after truncation)."""
-        n = len(self.keys)
-        start = max(self._persisted, 0)
-        if self._persisted == n and (self._synced or not sync):
+        """Bring the file up to date with memory: append new entries, cut a truncated tail."""
+        if not self.dirty and (self._synced or not sync):
             return
+        n = len(self.keys)
+        start = self._persisted if self._file_entries >= 0 else 0
         pack = self.entry.pack
         data = b"".join(pack(self.keys[i], self.values[i]) for i in range(start, n))
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
@@ -106,7 +119,7 @@ class _Index:
                 os.fsync(fd)
         finally:
             os.close(fd)
-        self._persisted = n
+        self._persisted = self._file_entries = n
         self._synced = sync
 
 
@@ -202,13 +215,50 @@ class LogSegment:
         """
         if not (self.offset_index.load() and self.offset_index.sane(self.size)
                 and self.time_index.load() and self.time_index.sane()) \
-                or (len(self.offset_index) and not len(self.time_index)):
+                or (len(self.offset_index) and not len(self.time_index)) \
+                or not self._offset_index_tail_ok():
             return self._reindex()
         try:
             self._scan_tail()
         except InvalidRecord:
             return self.recover()
+        if not self._time_index_tail_ok():
+            return self._reindex()
         return 0
+
+    # Entries past a truncation point are always the tail of a file (appends rewrite from the
+    # first differing entry), so checking the last entry of each index against the batch it
+    # names catches stale files, e.g. from a broker that did not cut them on truncation.
+
+    def _offset_index_tail_ok(self) -> bool:
+        """The last offset entry names the last offset of a whole batch at its position."""
+        index = self.offset_index
+        if not len(index):
+            return True
+        position = index.values[-1]
+        try:
+            header = self._header_at(position)
+        except InvalidRecord:
+            return False
+        return header.last_offset == self.base_offset + index.keys[-1] and position + header.size <= self.size
+
+    def _time_index_tail_ok(self) -> bool:
+        """The last time entry names a batch below the log end whose last offset and max
+        timestamp it holds (as `_track` writes it). Call after `_scan_tail`."""
+        last = self.time_index.last()
+        if last is None:
+            return True
+        timestamp, relative = last
+        offset = self.base_offset + relative
+        if offset >= self.next_offset:
+            return False
+        try:
+            for _, header in self.headers(self.offset_index.lookup(relative)):
+                if header.last_offset >= offset:
+                    return header.last_offset == offset and header.max_timestamp == timestamp
+        except InvalidRecord:
+            return False
+        return False
 
     def _reindex(self) -> int:
         """Rebuild both indexes from the batch headers (no CRC checks: the data is trusted)."""
@@ -454,14 +504,16 @@ class LogSegment:
         position = self.locate(offset)
         if position is None:
             return 0
-        removed = self.size - position
-        os.ftruncate(self._fd, position)
-        self.size = position
         self.offset_index.truncate_to_position(position)
         # Every batch left ends before `offset`: time entries pointing at or past it are stale.
         self.time_index.truncate_to_offset(offset - self.base_offset)
-        self._scan_tail()
+        # Index files first: a crash in between leaves them short of the log (load() scans the
+        # rest), never naming batches that are gone.
         self.write_indexes()
+        removed = self.size - position
+        os.ftruncate(self._fd, position)
+        self.size = position
+        self._scan_tail()
         return removed
 
     def on_become_inactive(self) -> None:
