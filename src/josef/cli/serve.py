@@ -1,7 +1,5 @@
-"""`josef serve`: one broker with embedded metadata (no ZooKeeper), in the foreground.
-
-The REST Proxy half (`--rest-port`) comes with the REST Proxy; `--rest-port 0` runs the
-broker alone, which is all there is for now.
+"""`josef serve`: one broker with embedded metadata (no ZooKeeper) and the REST Proxy,
+in one process, in the foreground. `--rest-port 0` runs the broker alone.
 """
 from __future__ import annotations
 
@@ -60,13 +58,22 @@ async def run(config: BrokerConfig, args: argparse.Namespace) -> int:
     from josef.broker.broker import Broker
 
     broker = Broker(config, args.host, args.port, args.advertised_host)
-    await broker.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await broker.shutdown()
+    await broker.start()  # Kafka answers before the REST Proxy is even imported
+    rest = None
+    try:
+        if args.rest_port:
+            from josef.rest.server import serve_rest
+            rest = await serve_rest(f"{broker.advertised_host}:{broker.port}", args.host, args.rest_port,
+                                    host_name=args.advertised_host)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        if rest is not None:
+            await rest.stop()  # its clients flush to the broker, so it goes first
+        await broker.shutdown()
     return 0
 
 
