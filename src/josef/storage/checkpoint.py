@@ -21,7 +21,11 @@ class CorruptCheckpoint(Exception):
 
 def write_checkpoint(path: Path, entries: Iterable[Sequence[object]]) -> None:
     lines = [" ".join(str(field) for field in entry) for entry in entries]
-    text = f"{VERSION}\n{len(lines)}\n" + "".join(line + "\n" for line in lines)
+    write_atomically(path, f"{VERSION}\n{len(lines)}\n" + "".join(line + "\n" for line in lines))
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` with `text`: a crash leaves the old or the new file, never a torn one."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:

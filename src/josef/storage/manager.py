@@ -26,7 +26,7 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
-from josef.storage.checkpoint import CorruptCheckpoint, fsync_dir, read_checkpoint, write_checkpoint
+from josef.storage.checkpoint import CorruptCheckpoint, fsync_dir, read_checkpoint, write_atomically, write_checkpoint
 from josef.storage.log import LogConfig, PartitionLog
 
 META_PROPERTIES = "meta.properties"
@@ -250,13 +250,4 @@ def read_properties(path: Path) -> dict[str, str]:
 
 def write_properties(path: Path, props: dict[str, str]) -> None:
     stamp = time.strftime("%a %b %d %H:%M:%S %Z %Y")
-    text = f"#\n#{stamp}\n" + "".join(f"{k}={v}\n" for k, v in props.items())
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    write_atomically(path, f"#\n#{stamp}\n" + "".join(f"{k}={v}\n" for k, v in props.items()))
