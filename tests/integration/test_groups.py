@@ -369,3 +369,17 @@ def test_cooperative_sticky_members_rebalance_incrementally(broker):
     finally:
         a.close()
         b.close()
+
+
+def test_console_consumer_group_resumes_where_it_committed(broker):
+    """The walkthrough's "already have been here": a second run of the same group goes on."""
+    topic = topic_name("console")
+    create_topic(broker.bootstrap, topic)
+    produce(broker.bootstrap, topic, [(None, v) for v in (b"a", b"b", b"c", b"d")])
+    tool = [os.path.join(os.path.dirname(sys.executable), "kafka-console-consumer.sh"),
+            "--bootstrap-server", broker.bootstrap, "--topic", topic, "--group", "console-app",
+            "--max-messages", "2"]
+    first = subprocess.run(tool + ["--from-beginning"], capture_output=True, timeout=60)
+    second = subprocess.run(tool, capture_output=True, timeout=60)
+    assert (first.returncode, first.stdout) == (0, b"a\nb\n")
+    assert (second.returncode, second.stdout) == (0, b"c\nd\n")
