@@ -5,6 +5,7 @@ import asyncio
 import logging
 from typing import NamedTuple
 
+from josef.broker.futures import then
 from josef.broker.handlers import Handler, load_all
 from josef.protocol.entities import to_entity
 from josef.protocol.errors import MalformedRequest
@@ -51,18 +52,7 @@ class Dispatcher:
         request = decode_request(api_key, version, bytes(frame), header.body_offset)
         result = handler.fn(self.broker, ctx, request)
         if isinstance(result, asyncio.Future):
-            answer = asyncio.get_running_loop().create_future()
-
-            def encode_when_done(fut):
-                if fut.cancelled():
-                    answer.cancel()
-                elif fut.exception() is not None:
-                    answer.set_exception(fut.exception())
-                else:
-                    answer.set_result(self.encode(ctx, fut.result()))
-
-            result.add_done_callback(encode_when_done)
-            return answer
+            return then(result, lambda response: self.encode(ctx, response))
         return self.encode(ctx, result)
 
     @staticmethod

@@ -319,19 +319,17 @@ def create_app(settings: RestSettings | None = None, backend: KafkaBackend | Non
     @app.post(prefix + "/beginning", include_in_schema=False)  # the seed's rest_proxy.yaml form
     @app.post(prefix + "/positions/beginning", summary="Seek to the beginning", tags=["v2 consumers"])
     async def seek_beginning(request: Request, group: str, instance: str):
-        raw = await _body(request)
-        consumer_media(request)
-        parts = parse_partitions(raw)
-        await manager.call(group, instance, "seek_to", parts, True)
-        return no_content()
+        return await seek_to(request, group, instance, beginning=True)
 
     @app.post(prefix + "/end", include_in_schema=False)  # the seed's rest_proxy.yaml form
     @app.post(prefix + "/positions/end", summary="Seek to the end", tags=["v2 consumers"])
     async def seek_end(request: Request, group: str, instance: str):
+        return await seek_to(request, group, instance, beginning=False)
+
+    async def seek_to(request: Request, group: str, instance: str, *, beginning: bool):
         raw = await _body(request)
         consumer_media(request)
-        parts = parse_partitions(raw)
-        await manager.call(group, instance, "seek_to", parts, False)
+        await manager.call(group, instance, "seek_to", parse_partitions(raw), beginning)
         return no_content()
 
     @app.get(prefix + "/records", summary="Fetch records (Accept picks binary or json)", tags=["v2 consumers"])
