@@ -205,6 +205,12 @@ BROKER_CONFIGS = _table(
     ConfigDef("offsets.retention.minutes", "int", 10080, minimum=1),
     ConfigDef("offsets.retention.check.interval.ms", "long", 600000, minimum=1),
     ConfigDef("replica.lag.time.max.ms", "long", 30000),
+    ConfigDef("leader.replication.throttled.rate", "long", LONG_MAX, minimum=0),
+    ConfigDef("follower.replication.throttled.rate", "long", LONG_MAX, minimum=0),
+    ConfigDef("auto.leader.rebalance.enable", "bool", True),
+    ConfigDef("leader.imbalance.check.interval.seconds", "long", 300, minimum=1),
+    ConfigDef("leader.imbalance.per.broker.percentage", "int", 10, minimum=0),
+    ConfigDef("controlled.shutdown.enable", "bool", True),
     ConfigDef("connections.max.idle.ms", "long", 600000),
     ConfigDef("cluster.id", "string", None),
 )

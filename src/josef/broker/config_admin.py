@@ -22,7 +22,7 @@ DYNAMIC_BROKER_CONFIGS = frozenset(TOPIC_SYNONYMS.values()) | {
     "log.retention.hours", "log.retention.minutes", "log.retention.ms", "log.roll.hours", "log.roll.ms",
     "log.flush.interval.ms", "log.retention.check.interval.ms", "log.cleaner.threads",
     "log.cleaner.dedupe.buffer.size", "log.cleaner.io.buffer.size", "log.cleaner.io.buffer.load.factor",
-    "log.cleaner.backoff.ms"}
+    "log.cleaner.backoff.ms", "leader.replication.throttled.rate", "follower.replication.throttled.rate"}
 SENSITIVE_WORDS = ("password", "secret")
 
 
