@@ -11,7 +11,8 @@ from josef.config import BrokerConfig
 
 
 def make_broker(data_dir) -> Broker:
-    return Broker(BrokerConfig({"log.dirs": str(data_dir), "offsets.topic.num.partitions": "3"}), "127.0.0.1", 0)
+    return Broker(BrokerConfig({"log.dirs": str(data_dir), "offsets.topic.num.partitions": "3",
+                               "listeners": "PLAINTEXT://127.0.0.1:0"}))
 
 
 def test_expired_offsets_are_tombstoned_and_stay_gone_after_restart(tmp_path):

@@ -5,6 +5,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
+from typing import Callable
 
 from josef.broker.cache import LruCache
 from josef.broker.config_admin import ConfigAdmin
@@ -13,13 +14,16 @@ from josef.broker.purgatory import FetchPurgatory
 from josef.broker.replica_manager import ReplicaManager
 from josef.broker.server import KafkaServer
 from josef.broker.topic_admin import TopicAdmin
+from josef.cluster.controller import Controller
+from josef.cluster.listeners import Listeners, resolve, with_bound_ports
 from josef.cluster.local_store import LocalMetadataStore
-from josef.cluster.metadata import BrokerInfo, TopicInfo
+from josef.cluster.metadata import BrokerInfo, ClusterMetadata, TopicInfo
+from josef.cluster.zk_store import ZkMetadataStore
 from josef.config import BrokerConfig, effective_topic_configs
 from josef.coordinator.service import GroupCoordinator
 from josef.storage.cleaner import LogCleaner
 from josef.storage.log import LogConfig
-from josef.storage.manager import LogManager
+from josef.storage.manager import LogManager, new_cluster_id, stored_cluster_id
 
 log = logging.getLogger("josef.broker")
 
@@ -29,33 +33,91 @@ METADATA_CACHE_SIZE = 256
 
 
 class Broker:
-    def __init__(self, config: BrokerConfig, host: str, port: int, advertised_host: str | None = None):
+    def __init__(self, config: BrokerConfig, listeners: Listeners | None = None):
         self.static_props = dict(config.raw)  # server.properties, environment, overrides, flags
         self.config = config
         self.broker_id = config.broker_id
-        self.host, self.port = host, port
-        self.advertised_host = advertised_host or host
+        self.listeners = listeners = listeners or resolve(config.raw)
         self.data_dir = Path(config.log_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = LocalMetadataStore(self.data_dir, BrokerInfo(self.broker_id, self.advertised_host, port),
-                                        cluster_id=config["cluster.id"])
+        self.in_cluster = bool(config["zookeeper.connect"])
+        if self.in_cluster:
+            self.store = ZkMetadataStore(config["zookeeper.connect"], self.broker_id, listeners,
+                                         config["broker.rack"], config["zookeeper.session.timeout.ms"],
+                                         config["zookeeper.connection.timeout.ms"])
+            self.store.connect()
+            self.store.ensure_cluster_id(stored_cluster_id(self.data_dir) or config["cluster.id"] or new_cluster_id())
+            self.store.watch(asyncio.get_running_loop())  # the first snapshot is complete on return
+        else:
+            adv = listeners.advertised[0]
+            self.store = LocalMetadataStore(self.data_dir, BrokerInfo(self.broker_id, adv.host, adv.port),
+                                            cluster_id=config["cluster.id"])
         self.config = self._effective_config()  # dynamic broker configs persisted by an earlier run
         self.logs = LogManager(self.data_dir, self.broker_id, self.store.cluster_id)
         topics = self.store.snapshot.topics
         self.logs.load({name: self.log_config(t) for name, t in topics.items()})
-        for topic in topics.values():
-            self.open_topic_logs(topic)
         self.purgatory = FetchPurgatory()
         self.metadata_cache = LruCache(METADATA_CACHE_SIZE)  # encoded Metadata answers
         self.replicas = ReplicaManager(self)
         self.topic_admin = TopicAdmin(self)
         self.coordinator = GroupCoordinator(self)
-        self.coordinator.load()
         self.config_admin = ConfigAdmin(self)
         self.dispatcher = Dispatcher(self)
-        self.server = KafkaServer(self.dispatcher, host, port, config["socket.request.max.bytes"])
+        max_request = config["socket.request.max.bytes"]
+        self.servers = [KafkaServer(self.dispatcher, e.host or None, e.port, max_request, e.name)
+                        for e in listeners.bind]
         self._tasks: list[asyncio.Task] = []
+        self._waiters: list[tuple[Callable, asyncio.Future]] = []
         self.cleaner: LogCleaner | None = None  # compaction, started with the broker
+        self.controller: Controller | None = None
+        self._on_metadata(ClusterMetadata("", -1, {}, {}), self.store.snapshot, first=True)
+        self.store.on_change = self._on_metadata
+        if not self.in_cluster:
+            self.coordinator.ensure_topic()
+
+    # --- reacting to metadata --------------------------------------------------------------
+
+    def _on_metadata(self, old: ClusterMetadata, new: ClusterMetadata, first: bool = False) -> None:
+        """Bring local logs, configs, coordinators and waiters in line with a new snapshot."""
+        if new.topics is not old.topics or first:
+            for name, topic in old.topics.items():
+                now = new.topics.get(name)
+                if now is None or now.topic_id != topic.topic_id:
+                    self.close_topic_logs(name)
+            if first and self.in_cluster:  # deleted or moved away while this broker was down
+                for name in self.logs.topics() - set(new.topics):
+                    self.close_topic_logs(name)
+            for topic in new.topics.values():
+                before = old.topics.get(topic.name)
+                self.open_topic_logs(topic)
+                if before is not None and before.configs != topic.configs:
+                    self._reconfigure_logs([topic])
+        dynamic = self._effective_config()
+        if dynamic.raw != self.config.raw:
+            self.config = dynamic
+            self._reconfigure_logs(new.topics.values())
+        self.coordinator.on_metadata(new)
+        if self._waiters:
+            waiting, self._waiters = self._waiters, []
+            for predicate, future in waiting:
+                if future.done():
+                    continue
+                if predicate(new):
+                    future.set_result(True)
+                else:
+                    self._waiters.append((predicate, future))
+
+    def when(self, predicate: Callable[[ClusterMetadata], bool], timeout_s: float) -> asyncio.Future:
+        """A future that turns True once the metadata satisfies `predicate`, False at the deadline."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        if predicate(self.store.snapshot):
+            future.set_result(True)
+            return future
+        self._waiters.append((predicate, future))
+        handle = loop.call_later(max(timeout_s, 0), lambda: future.done() or future.set_result(False))
+        future.add_done_callback(lambda _: handle.cancel())
+        return future
 
     # --- topics and their logs ----------------------------------------------------
 
@@ -66,10 +128,18 @@ class Broker:
         return LogConfig.from_dict({k: str(v) for k, v in self.topic_configs(topic).items()})
 
     def open_topic_logs(self, topic: TopicInfo) -> None:
-        config = self.log_config(topic)
+        """Create logs for the partitions this broker holds; drop those moved elsewhere."""
+        config = None
         for p in topic.partitions:
-            if self.broker_id in p.replicas and self.logs.get(topic.name, p.partition) is None:
+            mine = self.broker_id in p.replicas
+            present = self.logs.get(topic.name, p.partition) is not None
+            if mine and not present:
+                config = config or self.log_config(topic)
                 self.logs.create(topic.name, p.partition, config)
+            elif present and not mine and self.in_cluster:
+                self.logs.delete_partition(topic.name, p.partition)
+                if self.cleaner is not None:
+                    self.cleaner.partition_deleted((topic.name, p.partition))
 
     def close_topic_logs(self, name: str) -> None:
         for partition in self.logs.delete_topic(name):
@@ -83,12 +153,11 @@ class Broker:
         return BrokerConfig({**self.static_props, **dynamic.get("", {}), **dynamic.get(str(self.broker_id), {})})
 
     def alter_topic_configs(self, name: str, overrides: dict[str, str]) -> None:
-        self._reconfigure_logs([self.store.set_topic_configs(name, overrides)])
+        self.store.set_topic_configs(name, overrides)  # logs follow through _on_metadata
 
     def alter_broker_configs(self, entity: str, overrides: dict[str, str]) -> None:
         self.store.set_broker_configs(entity, overrides)
-        self.config = self._effective_config()
-        self._reconfigure_logs(self.store.snapshot.topics.values())
+        self._on_metadata(self.store.snapshot, self.store.snapshot)
 
     def _reconfigure_logs(self, topics) -> None:
         """New settings reach open logs at once: no restart needed."""
@@ -101,9 +170,23 @@ class Broker:
 
     # --- lifecycle ---------------------------------------------------------------
 
+    @property
+    def port(self) -> int:
+        """The port of the first listener (the one `josef serve` has)."""
+        return self.servers[0].port
+
     async def start(self) -> None:
-        await self.server.start()
-        self.port = self.server.port
+        for server in self.servers:
+            await server.start()
+        self.listeners = with_bound_ports(self.listeners, {s.listener: s.port for s in self.servers})
+        if self.in_cluster:
+            self.store.listeners = self.listeners
+            self.store.register()  # only now can other brokers and clients reach us
+            self.controller = Controller(self.store.zk, self.broker_id, lambda: self.config)
+            self.controller.start()
+        else:
+            adv = self.listeners.advertised[0]
+            self.store.set_endpoint(adv.host, adv.port)
         checkpoint_s = self.config["log.flush.offset.checkpoint.interval.ms"] / 1000
         if checkpoint_s > 0:
             self._tasks.append(asyncio.create_task(self._every(checkpoint_s, self.logs.write_checkpoints)))
@@ -122,8 +205,8 @@ class Broker:
         self._tasks.append(asyncio.create_task(self._every(
             self.config["offsets.retention.check.interval.ms"] / 1000,
             lambda: self.coordinator.expire_offsets(retention_ms))))
-        log.info("broker %d serving Kafka on %s:%d (cluster %s)", self.broker_id, self.host, self.port,
-                 self.store.cluster_id)
+        log.info("broker %d serving Kafka on %s (cluster %s)", self.broker_id,
+                 ", ".join(str(e) for e in self.listeners.advertised), self.store.cluster_id)
 
     @staticmethod
     async def _every(interval: float, job) -> None:
@@ -137,9 +220,12 @@ class Broker:
     async def shutdown(self) -> None:
         """Stop accepting, answer what is owed, then close every log cleanly."""
         started = time.monotonic()
-        await self.server.stop_accepting()
+        if self.controller is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.controller.stop)
+        for server in self.servers:
+            await server.stop_accepting()
         self.purgatory.finish_all()
-        await self.server.drain(SHUTDOWN_GRACE_S)
+        await asyncio.gather(*(server.drain(SHUTDOWN_GRACE_S) for server in self.servers))
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -147,4 +233,6 @@ class Broker:
             self.cleaner.close()
         self.coordinator.stop()
         self.logs.close()
+        if self.in_cluster:
+            self.store.close()  # our registration goes with the session
         log.info("broker %d shut down cleanly in %.2fs", self.broker_id, time.monotonic() - started)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import logging
 
-from josef.cluster.metadata import TopicInfo
+from josef.cluster.metadata import PartitionInfo, TopicInfo
+from josef.cluster.placement import assign_replicas
+from josef.cluster.zk_store import MetadataUnavailable, TopicExists
 from josef.config import ConfigError, parse_topic_configs, validate_topic_name
 from josef.protocol.errors import Error
 
@@ -59,10 +61,23 @@ class TopicAdmin:
         overrides = self._check_configs(configs or {})
         if validate_only:
             return None
-        topic = self.broker.store.create_topic(name, num_partitions, overrides)
-        self.broker.open_topic_logs(topic)
+        if not assignment:
+            assignment = assign_replicas(self.live_brokers, num_partitions, replication_factor)
+        try:
+            topic_id = self._write(self.broker.store.create_topic, name, assignment, overrides)
+        except TopicExists:
+            raise TopicError(Error.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.") from None
         log.info("created topic %s with %d partition(s)", name, num_partitions)
-        return topic
+        return TopicInfo(name, topic_id, tuple(PartitionInfo(p, -1, 0, tuple(r), ())
+                                               for p, r in sorted(assignment.items())), overrides)
+
+    @staticmethod
+    def _write(fn, *args):
+        """A metadata write; ZooKeeper being unreachable is a retriable error for the client."""
+        try:
+            return fn(*args)
+        except MetadataUnavailable as e:
+            raise TopicError(Error.REQUEST_TIMED_OUT, str(e)) from None
 
     def auto_create(self, name: str) -> TopicInfo:
         """Create `name` with the broker defaults, as Metadata and Produce do for unknown topics."""
@@ -73,9 +88,8 @@ class TopicAdmin:
             raise TopicError(Error.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")
         if not self.broker.config["delete.topic.enable"]:
             raise TopicError(Error.TOPIC_DELETION_DISABLED, "Topic deletion is disabled.")
-        self.broker.store.delete_topic(name)
-        self.broker.close_topic_logs(name)
-        log.info("deleted topic %s", name)
+        self._write(self.broker.store.delete_topic, name)
+        log.info("deleting topic %s", name)
 
     def add_partitions(self, name: str, count: int, assignment: list[list[int]] | None,
                        validate_only: bool = False) -> None:
@@ -97,10 +111,20 @@ class TopicAdmin:
                                  f"{len(assignment)} assignments provided.")
             for replicas in assignment:
                 self._check_replicas(replicas, topic.replication_factor)
+        elif topic.replication_factor > len(self.live_brokers):
+            raise TopicError(Error.INVALID_REPLICATION_FACTOR,
+                             f"The replication factor {topic.replication_factor} is larger than the "
+                             f"{len(self.live_brokers)} available broker(s).")
         if validate_only:
             return
-        topic = self.broker.store.add_partitions(name, count)
-        self.broker.open_topic_logs(topic)
+        if assignment is not None:
+            new = {current + i: tuple(r) for i, r in enumerate(assignment)}
+        else:  # continue Kafka's round robin where partition 0's first replica started it
+            brokers = self.live_brokers
+            first = topic.partitions[0].replicas[0] if topic.partitions and topic.partitions[0].replicas else brokers[0]
+            start = brokers.index(first) if first in brokers else 0
+            new = assign_replicas(brokers, count - current, topic.replication_factor, current, start)
+        self._write(self.broker.store.add_partitions, name, new)
 
     # --- validation helpers ----------------------------------------------------------
 

@@ -10,6 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
+from josef.cluster.listeners import Endpoint, Listeners
 from josef.config import BrokerConfig, ConfigError, env_overrides, read_properties
 
 
@@ -54,27 +55,52 @@ def _skip_kio_hypothesis_hooks() -> None:
     sys.modules.setdefault("hypothesis", None)
 
 
+def listeners_for(args: argparse.Namespace) -> Listeners:
+    """One PLAINTEXT listener from --host/--port/--advertised-host."""
+    bind = Endpoint("PLAINTEXT", args.host, args.port)
+    advertised = Endpoint("PLAINTEXT", args.advertised_host or args.host, args.port)
+    return Listeners((bind,), (advertised,), "PLAINTEXT", {"PLAINTEXT": "PLAINTEXT"})
+
+
 async def run(config: BrokerConfig, args: argparse.Namespace) -> int:
     from josef.broker.broker import Broker
 
-    broker = Broker(config, args.host, args.port, args.advertised_host)
+    broker = Broker(config, listeners_for(args))
     await broker.start()  # Kafka answers before the REST Proxy is even imported
     rest = None
     try:
         if args.rest_port:
             from josef.rest.server import serve_rest
-            rest = await serve_rest(f"{broker.advertised_host}:{broker.port}", args.host, args.rest_port,
+            adv = broker.listeners.advertised[0]
+            rest = await serve_rest(f"{adv.host}:{adv.port}", args.host, args.rest_port,
                                     host_name=args.advertised_host)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await wait_for_signal()
     finally:
         if rest is not None:
             await rest.stop()  # its clients flush to the broker, so it goes first
         await broker.shutdown()
     return 0
+
+
+async def wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def run_loop(coro, prog: str) -> int:
+    """Run `coro` on uvloop where available; OS errors become a message and exit status 1."""
+    try:
+        import uvloop
+    except ImportError:
+        uvloop = None
+    try:
+        return (uvloop.run if uvloop else asyncio.run)(coro)
+    except OSError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,15 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     _skip_kio_hypothesis_hooks()
     for key in config.unknown:
         logging.getLogger("josef.config").info("ignoring unknown broker config %s", key)
-    try:
-        import uvloop
-    except ImportError:
-        uvloop = None
-    try:
-        return (uvloop.run if uvloop else asyncio.run)(run(config, args))
-    except OSError as e:
-        print(f"josef serve: {e}", file=sys.stderr)
-        return 1
+    return run_loop(run(config, args), "josef serve")
 
 
 if __name__ == "__main__":

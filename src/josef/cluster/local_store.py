@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 
@@ -34,35 +35,32 @@ class LocalMetadataStore:
             brokers=MappingProxyType({broker.broker_id: broker}),
             topics=MappingProxyType(topics),
         )
+        self.on_change = None  # called with (old, new) snapshots after every change
         if not self.path.exists():
             self._save()
 
-    # --- topics -------------------------------------------------------------
+    # --- topics (the same write interface as the ZooKeeper store) ------------------------
 
-    def create_topic(self, name: str, num_partitions: int, configs: dict[str, str]) -> TopicInfo:
+    def create_topic(self, name: str, assignment: dict[int, tuple[int, ...]], configs: dict[str, str]) -> uuid.UUID:
         me = self.broker.broker_id
         topic = TopicInfo(
             name=name,
             topic_id=uuid.uuid4(),
-            partitions=tuple(PartitionInfo(p, me, 0, (me,), (me,)) for p in range(num_partitions)),
+            partitions=tuple(PartitionInfo(p, me, 0, (me,), (me,)) for p in range(len(assignment))),
             configs=MappingProxyType(dict(configs)),
         )
         self._replace_topic(name, topic)
-        return topic
+        return topic.topic_id
 
-    def add_partitions(self, name: str, total: int) -> TopicInfo:
+    def add_partitions(self, name: str, new: dict[int, tuple[int, ...]]) -> None:
         old = self.snapshot.topics[name]
         me = self.broker.broker_id
-        new = tuple(PartitionInfo(p, me, 0, (me,), (me,)) for p in range(len(old.partitions), total))
-        topic = TopicInfo(old.name, old.topic_id, old.partitions + new, old.configs)
-        self._replace_topic(name, topic)
-        return topic
+        added = tuple(PartitionInfo(p, me, 0, (me,), (me,)) for p in sorted(new))
+        self._replace_topic(name, TopicInfo(old.name, old.topic_id, old.partitions + added, old.configs))
 
-    def set_topic_configs(self, name: str, configs: dict[str, str]) -> TopicInfo:
+    def set_topic_configs(self, name: str, configs: dict[str, str]) -> None:
         old = self.snapshot.topics[name]
-        topic = TopicInfo(old.name, old.topic_id, old.partitions, MappingProxyType(dict(configs)))
-        self._replace_topic(name, topic)
-        return topic
+        self._replace_topic(name, TopicInfo(old.name, old.topic_id, old.partitions, MappingProxyType(dict(configs))))
 
     def set_broker_configs(self, entity: str, configs: dict[str, str]) -> None:
         if configs:
@@ -70,18 +68,29 @@ class LocalMetadataStore:
         else:
             self.broker_configs.pop(entity, None)
         self._save()
+        self._changed(self.snapshot.with_topics(dict(self.snapshot.topics)))
 
     def delete_topic(self, name: str) -> None:
         topics = dict(self.snapshot.topics)
         topics.pop(name, None)
-        self.snapshot = self.snapshot.with_topics(topics)
-        self._save()
+        self._changed(self.snapshot.with_topics(topics))
 
     def _replace_topic(self, name: str, topic: TopicInfo) -> None:
         topics = dict(self.snapshot.topics)
         topics[name] = topic
-        self.snapshot = self.snapshot.with_topics(topics)
+        self._changed(self.snapshot.with_topics(topics))
+
+    def _changed(self, snapshot: ClusterMetadata) -> None:
+        old, self.snapshot = self.snapshot, snapshot
         self._save()
+        if self.on_change is not None:
+            self.on_change(old, snapshot)
+
+    def set_endpoint(self, host: str, port: int) -> None:
+        """The address actually bound (port 0 asks the OS for one)."""
+        self.broker = BrokerInfo(self.broker.broker_id, host, port, self.broker.rack)
+        self.snapshot = replace(self.snapshot, brokers=MappingProxyType({self.broker.broker_id: self.broker}),
+                                epoch=self.snapshot.epoch + 1)
 
     # --- producer ids ---------------------------------------------------------
 

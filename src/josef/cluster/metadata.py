@@ -17,6 +17,13 @@ class BrokerInfo:
     host: str
     port: int
     rack: str | None = None
+    endpoints: Mapping[str, tuple[str, int]] = field(default_factory=dict)  # listener -> (host, port)
+
+    def endpoint(self, listener: str | None) -> tuple[str, int] | None:
+        """Where clients that came in on `listener` reach this broker; None if it has no such listener."""
+        if not self.endpoints:
+            return self.host, self.port
+        return self.endpoints.get(listener) if listener else (self.host, self.port)
 
 
 @dataclass(frozen=True)
@@ -26,10 +33,9 @@ class PartitionInfo:
     leader_epoch: int
     replicas: tuple[int, ...]
     isr: tuple[int, ...]
-
-    @property
-    def offline_replicas(self) -> tuple[int, ...]:
-        return ()
+    offline_replicas: tuple[int, ...] = ()
+    adding_replicas: tuple[int, ...] = ()  # while a reassignment runs
+    removing_replicas: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -52,27 +52,68 @@ class GroupCoordinator:
         self.groups: dict[str, Group] = {}
         self.offsets: dict[str, dict[tuple[str, int], OffsetValue]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self.loaded: set[int] = set()  # offsets partitions whose groups this broker holds
+        self._started = False
 
     # --- start-up -------------------------------------------------------------------
 
-    def load(self) -> None:
-        """Create `__consumer_offsets` if needed and rebuild groups and offsets from it."""
-        topic = self.broker.store.snapshot.topics.get(OFFSETS_TOPIC)
-        if topic is None:
-            topic = self.broker.topic_admin.create(
-                OFFSETS_TOPIC, self.num_partitions, min(self.broker.config["offsets.topic.replication.factor"],
-                                                        len(self.broker.store.snapshot.brokers)),
+    def ensure_topic(self) -> bool:
+        """Create `__consumer_offsets` if it does not exist yet; False while that is impossible."""
+        if OFFSETS_TOPIC in self.broker.store.snapshot.topics:
+            return True
+        from josef.broker.topic_admin import TopicError
+        try:
+            self.broker.topic_admin.create(
+                OFFSETS_TOPIC, self.num_partitions, self.broker.config["offsets.topic.replication.factor"]
+                if self.broker.in_cluster else 1,
                 {"cleanup.policy": "compact", "compression.type": "producer", "segment.bytes": "104857600"})
-        self.num_partitions = len(topic.partitions)
+        except TopicError as e:
+            if e.code != Error.TOPIC_ALREADY_EXISTS:
+                log.warning("cannot create %s yet: %s", OFFSETS_TOPIC, e.message)
+                return False
+        return True
+
+    def on_metadata(self, snapshot) -> None:
+        """Load the groups of offsets partitions this broker now leads; drop the others."""
+        topic = snapshot.topics.get(OFFSETS_TOPIC)
+        if topic is None:
+            led = set()
+        else:
+            self.num_partitions = len(topic.partitions)
+            led = {p.partition for p in topic.partitions if p.leader == self.broker.broker_id}
+        for partition in sorted(led - self.loaded):
+            self._load(partition)
+        for partition in sorted(self.loaded - led):
+            self._unload(partition)
+
+    def _load(self, partition: int) -> None:
         started = time.monotonic()
-        for p in range(self.num_partitions):
-            state = replay(self._records(p))
-            for (group, topic_name, partition), value in state.offsets.items():
-                self.offsets.setdefault(group, {})[(topic_name, partition)] = value
-            for group_id, record in state.groups.items():
-                self.groups[group_id] = Group.from_record(group_id, record, now_ms(), **self.group_options)
-        log.info("loaded %d group(s) and %d committed offset(s) in %.3fs", len(self.groups),
-                 sum(map(len, self.offsets.values())), time.monotonic() - started)
+        state = replay(self._records(partition))
+        for (group, topic_name, p), value in state.offsets.items():
+            self.offsets.setdefault(group, {})[(topic_name, p)] = value
+        for group_id, record in state.groups.items():
+            self.groups[group_id] = Group.from_record(group_id, record, now_ms(), **self.group_options)
+            if self._started:
+                self._reschedule(group_id)
+        self.loaded.add(partition)
+        log.info("%s-%d: loaded %d group(s) and %d committed offset(s) in %.3fs", OFFSETS_TOPIC, partition,
+                 len(state.groups), len(state.offsets), time.monotonic() - started)
+
+    def _unload(self, partition: int) -> None:
+        """Another broker coordinates these groups now: forget them and turn their members away."""
+        self.loaded.discard(partition)
+        for group_id in [g for g in set(self.groups) | set(self.offsets) if self.partition_for(g) == partition]:
+            group = self.groups.pop(group_id, None)
+            self.offsets.pop(group_id, None)
+            timer = self._timers.pop(group_id, None)
+            if timer is not None:
+                timer.cancel()
+            for member in (group.members.values() if group else ()):
+                for token in (member.join_token, member.sync_token):
+                    if isinstance(token, asyncio.Future) and not token.done():
+                        reply = JoinReply if token is member.join_token else SyncReply
+                        token.set_result(reply(token, Error.NOT_COORDINATOR))
+        log.info("%s-%d: no longer coordinating its groups", OFFSETS_TOPIC, partition)
 
     def _records(self, partition: int):
         """(key, value) of every record of one partition of the offsets topic, in order."""
@@ -91,6 +132,7 @@ class GroupCoordinator:
                 offset = header.next_offset
 
     def start_timers(self) -> None:
+        self._started = True
         for group_id in self.groups:
             self._reschedule(group_id)
 
@@ -115,6 +157,8 @@ class GroupCoordinator:
             raise CoordinatorError(Error.COORDINATOR_NOT_AVAILABLE)
         if node.broker_id != self.broker.broker_id:
             raise CoordinatorError(Error.NOT_COORDINATOR)
+        if self.partition_for(group_id) not in self.loaded:
+            raise CoordinatorError(Error.COORDINATOR_LOAD_IN_PROGRESS)
 
     # --- membership ---------------------------------------------------------------
 

@@ -63,6 +63,12 @@ def new_cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
+def stored_cluster_id(data_dir: Path) -> str | None:
+    """The cluster id in a data directory's meta.properties, if it has one."""
+    path = Path(data_dir) / META_PROPERTIES
+    return read_properties(path).get("cluster.id") if path.exists() else None
+
+
 class LogManager:
     def __init__(self, data_dir: Path, broker_id: int, cluster_id: str | None = None):
         self.data_dir = Path(data_dir)

@@ -28,11 +28,12 @@ def handle_find_coordinator(broker, ctx, request):
         else:
             # transactional ids are refused at InitProducerId until transactions exist;
             # until then their coordinator is simply the group coordinator's broker
-            node = broker.coordinator.coordinator_for(key or "")
-            if node is None:
-                error, message = Error.COORDINATOR_NOT_AVAILABLE, "The coordinator is not available."
-        answers.append({"key": key, "node_id": node.broker_id if node else -1, "host": node.host if node else "",
-                        "port": node.port if node else -1, "error_code": error, "error_message": message})
+            node = broker.coordinator.coordinator_for(key or "") if broker.coordinator.ensure_topic() else None
+            endpoint = node.endpoint(ctx.connection.listener) if node is not None else None
+            if endpoint is None:
+                node, error, message = None, Error.COORDINATOR_NOT_AVAILABLE, "The coordinator is not available."
+        answers.append({"key": key, "node_id": node.broker_id if node else -1, "host": endpoint[0] if node else "",
+                        "port": endpoint[1] if node else -1, "error_code": error, "error_message": message})
     if ctx.api_version >= 4:
         return {"throttle_time": 0, "coordinators": answers}
     return {"throttle_time": 0, **answers[0]}

@@ -21,32 +21,40 @@ def handle_metadata(broker, ctx, request):
     if ctx.api_version == 0 and not names:
         names = None  # v0 has no null: an empty list means all topics
     allow_auto = getattr(request, "allow_auto_topic_creation", True)
-    if names:
-        _auto_create(broker, names, allow_auto)
+    creating = _auto_create(broker, names, allow_auto) if names else set()
     snapshot = broker.store.snapshot
     key = (ctx.api_version, snapshot.epoch, None if names is None else tuple(names), ctx.connection.listener)
-    body = broker.metadata_cache.get(key)
+    body = None if creating else broker.metadata_cache.get(key)
     if body is None:
-        entity = to_entity(response_class(API_KEY, ctx.api_version), _describe(broker, snapshot, names))
+        entity = to_entity(response_class(API_KEY, ctx.api_version),
+                           _describe(snapshot, names, ctx.connection.listener, creating))
         header_size = 4 if ctx.api_version < 9 else 5
-        body = broker.metadata_cache[key] = encode_response(entity, 0)[header_size:]
+        body = encode_response(entity, 0)[header_size:]
+        if not creating:
+            broker.metadata_cache[key] = body
     tags = b"\x00" if ctx.api_version >= 9 else b""
     payload = ctx.correlation_id.to_bytes(4, "big", signed=True) + tags + body
     return [len(payload).to_bytes(4, "big"), payload]
 
 
-def _auto_create(broker, names, allow_auto: bool) -> None:
+def _auto_create(broker, names, allow_auto: bool) -> set[str]:
+    """Create the unknown topics among `names`; those whose leaders are not known yet."""
     if not (allow_auto and broker.config["auto.create.topics.enable"]):
-        return
+        return set()
+    pending = set()
     for name in names:
         if name not in broker.store.snapshot.topics and validate_topic_name(name) is None:
             try:
                 broker.topic_admin.auto_create(name)
-            except TopicError:
-                pass  # answered below as the topic's error
+            except TopicError as e:
+                if e.code != Error.TOPIC_ALREADY_EXISTS:
+                    continue  # answered below as the topic's error
+            if name not in broker.store.snapshot.topics:
+                pending.add(name)  # in a cluster the controller elects its leaders a moment later
+    return pending
 
 
-def _describe(broker, snapshot, names) -> dict:
+def _describe(snapshot, names, listener: str | None, creating: set[str] = frozenset()) -> dict:
     if names is None:
         topics = [_topic(t) for t in snapshot.topics.values()]
     else:
@@ -56,18 +64,28 @@ def _describe(broker, snapshot, names) -> dict:
             if info is not None:
                 topics.append(_topic(info))
             else:
-                error = Error.INVALID_TOPIC_EXCEPTION if validate_topic_name(name) else Error.UNKNOWN_TOPIC_OR_PARTITION
+                error = (Error.INVALID_TOPIC_EXCEPTION if validate_topic_name(name) else
+                         Error.LEADER_NOT_AVAILABLE if name in creating else Error.UNKNOWN_TOPIC_OR_PARTITION)
                 topics.append({"error_code": error, "name": name, "topic_id": None, "is_internal": False,
                                "partitions": []})
     return {
         "throttle_time": 0,
-        "brokers": [{"node_id": b.broker_id, "host": b.host, "port": b.port, "rack": b.rack}
-                    for b in snapshot.brokers.values()],
+        "brokers": _brokers(snapshot, listener),
         "cluster_id": snapshot.cluster_id,
         "controller_id": snapshot.controller_id,
         "topics": topics,
         "cluster_authorized_operations": -2147483648,
     }
+
+
+def _brokers(snapshot, listener: str | None) -> list[dict]:
+    """Each broker as reached through the listener the client used; brokers without it are left out, as in Kafka."""
+    out = []
+    for b in snapshot.brokers.values():
+        endpoint = b.endpoint(listener)
+        if endpoint is not None:
+            out.append({"node_id": b.broker_id, "host": endpoint[0], "port": endpoint[1], "rack": b.rack})
+    return out
 
 
 def _topic(info) -> dict:

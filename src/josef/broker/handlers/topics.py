@@ -1,7 +1,9 @@
 """CreateTopics, DeleteTopics and CreatePartitions: thin over TopicAdmin."""
 from __future__ import annotations
 
+from josef.broker.futures import then
 from josef.broker.handlers import api
+from josef.protocol.entities import ms
 from josef.broker.topic_admin import TopicError
 from josef.config import TOPIC_CONFIGS
 from josef.protocol.errors import Error
@@ -37,7 +39,22 @@ def handle_create_topics(broker, ctx, request):
                               replication_factor=topic.replication_factor if topic.replication_factor > 0
                               else broker.config["default.replication.factor"])
         results.append(result)
-    return {"throttle_time": 0, "topics": results}
+    created = {r["name"] for r in results if r["error_code"] == Error.NONE and r["topic_id"] is not None}
+    return _after(broker, ms(request.timeout), lambda m: all(_led(m, name) for name in created),
+                  {"throttle_time": 0, "topics": results})
+
+
+def _led(snapshot, name: str) -> bool:
+    topic = snapshot.topics.get(name)
+    return topic is not None and all(p.leader >= 0 for p in topic.partitions)
+
+
+def _after(broker, timeout_ms: int, predicate, response: dict):
+    """Answer once every broker-local view shows the change (or the request's timeout passes),
+    so a client may use a topic as soon as it is told it exists, as with Kafka."""
+    if predicate(broker.store.snapshot):
+        return response
+    return then(broker.when(predicate, max(timeout_ms, 0) / 1000), lambda _: response)
 
 
 def _describe_configs(broker, info) -> list[dict]:
@@ -76,7 +93,9 @@ def handle_delete_topics(broker, ctx, request):
             except TopicError as e:
                 result.update(error_code=e.code, error_message=e.message)
         results.append(result)
-    return {"throttle_time": 0, "responses": results}
+    deleted = {r["name"] for r in results if r["error_code"] == Error.NONE}
+    return _after(broker, ms(request.timeout), lambda m: not deleted & set(m.topics),
+                  {"throttle_time": 0, "responses": results})
 
 
 @api(37, "CreatePartitions", 0, 3)
@@ -90,5 +109,10 @@ def handle_create_partitions(broker, ctx, request):
         except TopicError as e:
             result.update(error_code=e.code, error_message=e.message)
         results.append(result)
-    return {"throttle_time": 0, "results": results}
+    grown = {r["name"]: t.count for r, t in zip(results, request.topics)
+             if r["error_code"] == Error.NONE and not request.validate_only}
+    return _after(broker, ms(request.timeout),
+                  lambda m: all(n in m.topics and len(m.topics[n].partitions) >= c and _led(m, n)
+                                for n, c in grown.items()),
+                  {"throttle_time": 0, "results": results})
 
