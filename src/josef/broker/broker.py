@@ -11,6 +11,7 @@ from josef.broker.cache import LruCache
 from josef.broker.config_admin import ConfigAdmin
 from josef.broker.dispatcher import Dispatcher
 from josef.broker.purgatory import FetchPurgatory
+from josef.broker.replica_fetcher import ReplicaFetchers
 from josef.broker.replica_manager import ReplicaManager
 from josef.broker.server import KafkaServer
 from josef.broker.topic_admin import TopicAdmin
@@ -70,6 +71,8 @@ class Broker:
         self._waiters: list[tuple[Callable, asyncio.Future]] = []
         self.cleaner: LogCleaner | None = None  # compaction, started with the broker
         self.controller: Controller | None = None
+        self.fetchers = ReplicaFetchers(self)
+        self.started = False
         self._on_metadata(ClusterMetadata("", -1, {}, {}), self.store.snapshot, first=True)
         self.store.on_change = self._on_metadata
         if not self.in_cluster:
@@ -97,6 +100,8 @@ class Broker:
             self.config = dynamic
             self._reconfigure_logs(new.topics.values())
         self.coordinator.on_metadata(new)
+        if self.in_cluster and self.started:
+            self.fetchers.on_metadata(new)
         if self._waiters:
             waiting, self._waiters = self._waiters, []
             for predicate, future in waiting:
@@ -184,6 +189,8 @@ class Broker:
             self.store.register()  # only now can other brokers and clients reach us
             self.controller = Controller(self.store.zk, self.broker_id, lambda: self.config)
             self.controller.start()
+            self.started = True
+            self.fetchers.on_metadata(self.store.snapshot)
         else:
             adv = self.listeners.advertised[0]
             self.store.set_endpoint(adv.host, adv.port)
@@ -222,6 +229,7 @@ class Broker:
         started = time.monotonic()
         if self.controller is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.controller.stop)
+        await self.fetchers.stop()
         for server in self.servers:
             await server.stop_accepting()
         self.purgatory.finish_all()

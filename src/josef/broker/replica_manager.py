@@ -5,6 +5,7 @@ the handlers decode and encode; this module decides.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import NamedTuple
@@ -39,6 +40,7 @@ class ReplicaManager:
     def __init__(self, broker):
         self.broker = broker
         self.logs = broker.logs
+        self._expanding: set[tuple[str, int, int]] = set()  # ISR writes in flight
 
     def _leader_log(self, topic: str, partition: int):
         """The local log if this broker leads the partition, else the error to return."""
@@ -91,7 +93,7 @@ class ReplicaManager:
     # --- fetch ------------------------------------------------------------------
 
     def read(self, topic: str, partition: int, offset: int, max_bytes: int, min_one: bool,
-             current_leader_epoch: int = -1) -> ReadOutcome:
+             current_leader_epoch: int = -1, replica_id: int = -1) -> ReadOutcome:
         log, error = self._leader_log(topic, partition)
         if error:
             return ReadOutcome(error)
@@ -99,11 +101,29 @@ class ReplicaManager:
         if epoch_error:
             return ReadOutcome(epoch_error)
         hw = log.high_watermark
+        if replica_id >= 0:  # a follower copies up to the log end, not just what is committed
+            self._follower_fetched(topic, partition, replica_id, offset, log)
         try:
-            result = log.read(offset, max_bytes, min_one=min_one, max_offset=hw)
+            result = log.read(offset, max_bytes, min_one=min_one,
+                              max_offset=log.log_end_offset if replica_id >= 0 else hw)
         except OffsetOutOfRange:
             return ReadOutcome(Error.OFFSET_OUT_OF_RANGE, hw, log.log_start_offset)
         return ReadOutcome(Error.NONE, hw, log.log_start_offset, result.chunks, result.size)
+
+    def _follower_fetched(self, topic: str, partition: int, replica: int, offset: int, log) -> None:
+        """A follower that has caught up with the log end joins the ISR (a conditional write)."""
+        state = self.broker.store.snapshot.topics[topic].partitions[partition]
+        key = (topic, partition, replica)
+        if (not self.broker.in_cluster or replica in state.isr or replica not in state.replicas
+                or offset < log.log_end_offset or key in self._expanding):
+            return
+        self._expanding.add(key)
+        loop = asyncio.get_running_loop()
+        job = loop.run_in_executor(None, self.broker.store.expand_isr, topic, partition, replica,
+                                   self.broker.broker_id, state.leader_epoch)
+        job.add_done_callback(lambda f: self._expanding.discard(key) or (
+            f.exception() and logger.warning("%s-%d: adding %d to the ISR failed: %s", topic, partition, replica,
+                                             f.exception())))
 
     def _check_epoch(self, topic: str, partition: int, current_leader_epoch: int) -> int:
         if current_leader_epoch < 0:

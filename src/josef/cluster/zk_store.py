@@ -427,6 +427,25 @@ class ZkMetadataStore:
             except (NodeExistsError, NoNodeError, BadVersionError):
                 continue
 
+    def expand_isr(self, topic: str, partition: int, replica: int, leader: int, leader_epoch: int) -> bool:
+        """Add a caught-up follower to the ISR, unless leadership moved on meanwhile (runs in a thread)."""
+        path = zkf.partition_state_path(topic, partition)
+        for _ in range(5):
+            data, stat = self._wait(self.zk.get_async(path))
+            state = zkf.decode_state(data)
+            if (state.leader, state.leader_epoch) != (leader, leader_epoch):
+                return False
+            if replica in state.isr:
+                return True
+            new = zkf.PartitionState(leader, leader_epoch, state.isr + (replica,), state.controller_epoch)
+            try:
+                self._wait(self.zk.set_async(path, zkf.encode_state(new), version=stat.version))
+                log.info("%s-%d: broker %d joined the ISR %s", topic, partition, replica, list(new.isr))
+                return True
+            except BadVersionError:
+                continue
+        return False
+
     def next_producer_id(self) -> int:
         if not hasattr(self, "_pid_next") or self._pid_next > self._pid_end:
             self._pid_next, self._pid_end = self._claim_producer_id_block()

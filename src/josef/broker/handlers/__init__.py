@@ -37,6 +37,6 @@ def api(api_key: int, name: str, min_version: int, max_version: int, *, raw: boo
 def load_all() -> dict[int, Handler]:
     from josef.broker.handlers import (  # noqa: F401  (importing registers them)
         api_versions, cluster, configs, delete_records, fetch, groups, init_producer_id, list_offsets, metadata,
-        offset_for_leader_epoch, offsets, produce, topics,
+        offset_for_leader_epoch, offsets, produce, reassignments, topics,
     )
     return REGISTRY

@@ -38,7 +38,8 @@ def _read_all(broker, request):
         for p in partitions:
             limit = min(p.partition_max_bytes, max(budget - total, 0))
             outcome = broker.replicas.read(name, p.partition, p.fetch_offset, limit,
-                                           min_one=total == 0, current_leader_epoch=p.current_leader_epoch)
+                                           min_one=total == 0, current_leader_epoch=p.current_leader_epoch,
+                                           replica_id=request.replica_id)
             errors = errors or outcome.error != Error.NONE
             total += outcome.size
             answers.append(wire.FetchPartitionResponse(

@@ -1,0 +1,133 @@
+"""Followers: one fetcher per leader broker copies that leader's batches byte for byte.
+
+A fetcher sends Fetch with this broker's id as replica id over the inter-broker
+listener, appends what comes back with the leader's offsets and epochs, and follows the
+leader's high watermark. The network call runs in a worker thread (the small blocking
+client); appends run on the event loop, which owns the logs. This is the copy step of a
+reassignment; leader-epoch truncation and the full ISR protocol build on it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from josef.client.wire import KafkaConnection, WireError, request_class
+from josef.protocol.entities import to_entity
+from josef.protocol.errors import Error
+from josef.records.batch import InvalidRecord
+
+log = logging.getLogger("josef.fetcher")
+
+FETCH_VERSION = 12
+MAX_WAIT_MS = 500
+PARTITION_MAX_BYTES = 1 << 20
+RETRY_S = 0.5
+
+
+class ReplicaFetchers:
+    """The fetchers of this broker, kept in line with the metadata snapshot."""
+
+    def __init__(self, broker):
+        self.broker = broker
+        self.wanted: dict[int, set[tuple[str, int]]] = {}  # leader id -> partitions to follow
+        self.tasks: dict[int, asyncio.Task] = {}
+
+    def on_metadata(self, snapshot) -> None:
+        me = self.broker.broker_id
+        wanted: dict[int, set[tuple[str, int]]] = {}
+        for topic in snapshot.topics.values():
+            for p in topic.partitions:
+                if me in p.replicas and p.leader >= 0 and p.leader != me:
+                    wanted.setdefault(p.leader, set()).add((topic.name, p.partition))
+        self.wanted = wanted
+        for leader in wanted:
+            if leader not in self.tasks or self.tasks[leader].done():
+                self.tasks[leader] = asyncio.get_running_loop().create_task(self._run(leader))
+
+    async def stop(self) -> None:
+        for task in self.tasks.values():
+            task.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        self.tasks.clear()
+
+    async def _run(self, leader: int) -> None:
+        conn = None
+        try:
+            while self.wanted.get(leader):
+                if conn is None:
+                    conn = await self._connect(leader)
+                    if conn is None:
+                        await asyncio.sleep(RETRY_S)
+                        continue
+                request = self._request(leader)
+                if request is None:
+                    break
+                try:
+                    response = await asyncio.to_thread(conn.request, request)
+                except (WireError, OSError) as e:
+                    log.info("fetching from broker %d: %s", leader, e)
+                    conn.close()
+                    conn = None
+                    await asyncio.sleep(RETRY_S)
+                    continue
+                self._apply(leader, response)
+        finally:
+            if conn is not None:
+                conn.close()
+            self.tasks.pop(leader, None)
+
+    async def _connect(self, leader: int) -> KafkaConnection | None:
+        info = self.broker.store.snapshot.brokers.get(leader)
+        endpoint = info.endpoint(self.broker.listeners.inter_broker) if info else None
+        if endpoint is None:
+            return None
+        try:
+            return await asyncio.to_thread(KafkaConnection, endpoint[0], endpoint[1], 10.0,
+                                           f"replica-fetcher-{self.broker.broker_id}")
+        except (WireError, OSError) as e:
+            log.info("cannot reach broker %d at %s:%d: %s", leader, *endpoint, e)
+            return None
+
+    def _request(self, leader: int):
+        topics: dict[str, list[dict]] = {}
+        snapshot = self.broker.store.snapshot
+        for name, partition in sorted(self.wanted.get(leader, ())):
+            plog = self.broker.logs.get(name, partition)
+            info = snapshot.topics.get(name)
+            if plog is None or info is None:
+                continue
+            topics.setdefault(name, []).append({
+                "partition": partition, "current_leader_epoch": info.partitions[partition].leader_epoch,
+                "fetch_offset": plog.log_end_offset, "last_fetched_epoch": -1,
+                "log_start_offset": plog.log_start_offset, "partition_max_bytes": PARTITION_MAX_BYTES})
+        if not topics:
+            return None
+        return to_entity(request_class(1, FETCH_VERSION), {
+            "cluster_id": None, "replica_id": self.broker.broker_id, "max_wait": MAX_WAIT_MS, "min_bytes": 1,
+            "max_bytes": 0x7FFFFFFF, "isolation_level": 0, "session_id": 0, "session_epoch": -1,
+            "topics": [{"topic": t, "partitions": ps} for t, ps in topics.items()],
+            "forgotten_topics_data": [], "rack_id": ""})
+
+    def _apply(self, leader: int, response) -> None:
+        now = int(time.time() * 1000)
+        for topic in response.responses:
+            for p in topic.partitions:
+                key = (topic.topic, p.partition_index)
+                plog = self.broker.logs.get(*key)
+                if plog is None or key not in self.wanted.get(leader, ()):
+                    continue
+                if p.error_code == Error.OFFSET_OUT_OF_RANGE and p.log_start_offset > plog.log_end_offset:
+                    log.info("%s-%d: behind the leader's log start %d: starting over there", *key,
+                             p.log_start_offset)
+                    plog.truncate_fully_and_start_at(p.log_start_offset)
+                    continue
+                if p.error_code != Error.NONE:
+                    continue  # a leader change on its way: the next snapshot redirects us
+                if p.records:
+                    try:
+                        plog.append_as_follower(p.records, now)
+                    except InvalidRecord as e:
+                        log.error("%s-%d: refusing replicated data: %s", *key, e)
+                        continue
+                plog.high_watermark = min(max(plog.high_watermark, p.high_watermark), plog.log_end_offset)
