@@ -7,7 +7,7 @@ import time
 import uuid
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import ConfigResource, NewTopic
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 from kazoo.client import KazooClient
 
 from josef.client.wire import KafkaConnection, request_class
@@ -135,9 +135,10 @@ def test_topic_deletion_and_configs_go_through_zookeeper(cluster_factory):
     create(cluster, "doomed", 3, 1)
     log_dirs = [cluster.brokers[i].data_dir / f"doomed-{i - 1}" for i in (1, 2, 3)]
     assert all(d.is_dir() for d in log_dirs)
-    resource = ConfigResource("topic", "doomed", set_config={"retention.ms": "3600000"})
+    resource = ConfigResource("topic", "doomed", incremental_configs=[
+        ConfigEntry("retention.ms", "3600000", incremental_operation=AlterConfigOpType.SET)])
     admin1, admin2, admin3 = cluster.admin(1), cluster.admin(2), cluster.admin(3)
-    admin1.alter_configs([resource])[resource].result(10)
+    admin1.incremental_alter_configs([resource])[resource].result(10)
 
     def retention_seen_by_broker_3():
         configs = admin3.describe_configs([ConfigResource("topic", "doomed")])

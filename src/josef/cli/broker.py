@@ -49,12 +49,25 @@ def build_config(args: argparse.Namespace, environ=None) -> BrokerConfig:
 
 
 async def run(config: BrokerConfig) -> int:
-    from josef.broker.broker import Broker
+    from kazoo.handlers.threading import KazooTimeoutError
 
-    broker = Broker(config, resolve(config.raw))
+    from josef.broker.broker import Broker
+    from josef.storage.manager import InconsistentStorage
+
+    try:
+        broker = Broker(config, resolve(config.raw))
+    except KazooTimeoutError:
+        print(f"{PROG}: cannot reach ZooKeeper at {config['zookeeper.connect']}", file=sys.stderr)
+        return 1
+    except InconsistentStorage as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return 1
     try:
         await broker.start()
         await wait_for_signal()
+    except RuntimeError as e:  # e.g. the broker id is held by another live broker
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return 1
     finally:
         await broker.shutdown()
     return 0
