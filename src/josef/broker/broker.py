@@ -11,6 +11,7 @@ from josef.broker.cache import LruCache
 from josef.broker.config_admin import ConfigAdmin
 from josef.broker.dispatcher import Dispatcher
 from josef.broker.purgatory import FetchPurgatory
+from josef.broker.isr import Replication
 from josef.broker.replica_fetcher import ReplicaFetchers
 from josef.broker.replica_manager import ReplicaManager
 from josef.broker.server import KafkaServer
@@ -60,6 +61,7 @@ class Broker:
         self.purgatory = FetchPurgatory()
         self.metadata_cache = LruCache(METADATA_CACHE_SIZE)  # encoded Metadata answers
         self.replicas = ReplicaManager(self)
+        self.replication = Replication(self)
         self.topic_admin = TopicAdmin(self)
         self.coordinator = GroupCoordinator(self)
         self.config_admin = ConfigAdmin(self)
@@ -99,6 +101,8 @@ class Broker:
         if dynamic.raw != self.config.raw:
             self.config = dynamic
             self._reconfigure_logs(new.topics.values())
+        if self.in_cluster:
+            self.replication.on_metadata(new)
         self.coordinator.on_metadata(new)
         if self.in_cluster and self.started:
             self.fetchers.on_metadata(new)
@@ -208,6 +212,9 @@ class Broker:
             self._tasks.append(asyncio.create_task(
                 self.cleaner.run(self.logs.logs, self.config["log.cleaner.backoff.ms"] / 1000)))
         self.coordinator.start_timers()
+        if self.in_cluster:
+            self._tasks.append(asyncio.create_task(self._every(
+                self.config["replica.lag.time.max.ms"] / 2000, self.replication.shrink_lagging)))
         retention_ms = self.config["offsets.retention.minutes"] * 60_000
         self._tasks.append(asyncio.create_task(self._every(
             self.config["offsets.retention.check.interval.ms"] / 1000,
@@ -224,11 +231,30 @@ class Broker:
             except OSError as e:
                 log.error("%s failed: %s", getattr(job, "__name__", job), e)
 
+    async def _hand_over_leadership(self) -> None:
+        """Kafka's controlled shutdown: leave the live brokers but keep serving until the
+        controller has moved every leadership we hold to another in-sync replica, so clients
+        see NOT_LEADER_OR_FOLLOWER and move instead of timing out."""
+        me = self.broker_id
+
+        def leads_nothing_movable(m: ClusterMetadata) -> bool:
+            return not any(p.leader == me and len(p.isr) > 1 for t in m.topics.values() for p in t.partitions)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.store.deregister)
+        except Exception as e:
+            log.warning("controlled shutdown: could not deregister: %s", e)
+            return
+        timeout = self.config["zookeeper.session.timeout.ms"] / 1000
+        if not await self.when(leads_nothing_movable, timeout):
+            log.warning("controlled shutdown: leadership not moved within %.1fs", timeout)
+
     async def shutdown(self) -> None:
         """Stop accepting, answer what is owed, then close every log cleanly."""
         started = time.monotonic()
         if self.controller is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.controller.stop)
+        if self.in_cluster and self.started and self.config["controlled.shutdown.enable"]:
+            await self._hand_over_leadership()
         await self.fetchers.stop()
         for server in self.servers:
             await server.stop_accepting()

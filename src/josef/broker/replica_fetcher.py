@@ -32,6 +32,7 @@ class ReplicaFetchers:
         self.broker = broker
         self.wanted: dict[int, set[tuple[str, int]]] = {}  # leader id -> partitions to follow
         self.tasks: dict[int, asyncio.Task] = {}
+        self.validated: dict[tuple[str, int], int] = {}  # leader epoch our log was checked against
 
     def on_metadata(self, snapshot) -> None:
         me = self.broker.broker_id
@@ -60,10 +61,15 @@ class ReplicaFetchers:
                     if conn is None:
                         await asyncio.sleep(RETRY_S)
                         continue
-                request = self._request(leader)
-                if request is None:
-                    break
                 try:
+                    unchecked = self._unchecked(leader)
+                    if unchecked:
+                        response = await asyncio.to_thread(conn.request, self._epoch_request(unchecked))
+                        self._truncate(leader, unchecked, response)
+                    request = self._request(leader)
+                    if request is None:  # nothing checked against this leader's epoch yet
+                        await asyncio.sleep(RETRY_S / 5)
+                        continue
                     response = await asyncio.to_thread(conn.request, request)
                 except (WireError, OSError) as e:
                     log.info("fetching from broker %d: %s", leader, e)
@@ -71,7 +77,8 @@ class ReplicaFetchers:
                     conn = None
                     await asyncio.sleep(RETRY_S)
                     continue
-                self._apply(leader, response)
+                if not self._apply(leader, response):
+                    await asyncio.sleep(RETRY_S / 5)  # only errors: metadata is converging
         finally:
             if conn is not None:
                 conn.close()
@@ -95,7 +102,8 @@ class ReplicaFetchers:
         for name, partition in sorted(self.wanted.get(leader, ())):
             plog = self.broker.logs.get(name, partition)
             info = snapshot.topics.get(name)
-            if plog is None or info is None:
+            if plog is None or info is None or self.validated.get((name, partition)) != \
+                    info.partitions[partition].leader_epoch:
                 continue
             topics.setdefault(name, []).append({
                 "partition": partition, "current_leader_epoch": info.partitions[partition].leader_epoch,
@@ -109,8 +117,56 @@ class ReplicaFetchers:
             "topics": [{"topic": t, "partitions": ps} for t, ps in topics.items()],
             "forgotten_topics_data": [], "rack_id": ""})
 
-    def _apply(self, leader: int, response) -> None:
+    # --- truncation by leader epoch (KIP-101, KIP-279) -----------------------------------
+
+    def _unchecked(self, leader: int) -> dict[tuple[str, int], int]:
+        """Partitions whose leader epoch changed since our log was last checked against it."""
+        snapshot = self.broker.store.snapshot
+        out = {}
+        for key in self.wanted.get(leader, ()):
+            info = snapshot.topics.get(key[0])
+            if info is not None and self.validated.get(key) != info.partitions[key[1]].leader_epoch:
+                out[key] = info.partitions[key[1]].leader_epoch
+        return out
+
+    def _epoch_request(self, unchecked: dict[tuple[str, int], int]):
+        topics: dict[str, list[dict]] = {}
+        for (name, partition), current in sorted(unchecked.items()):
+            plog = self.broker.logs.get(name, partition)
+            topics.setdefault(name, []).append({
+                "partition": partition, "current_leader_epoch": current,
+                "leader_epoch": plog.epochs.latest_epoch if plog is not None else -1})
+        return to_entity(request_class(23, 4), {"replica_id": self.broker.broker_id, "topics": [
+            {"topic": t, "partitions": ps} for t, ps in topics.items()]})
+
+    def _truncate(self, leader: int, unchecked: dict[tuple[str, int], int], response) -> None:
+        """Cut our log back to where it stops agreeing with the leader's, then fetch from there."""
+        for topic in response.topics:
+            for p in topic.partitions:
+                key = (topic.topic, p.partition)
+                plog = self.broker.logs.get(*key)
+                if plog is None or key not in unchecked or p.error_code != Error.NONE:
+                    continue
+                mine = plog.epochs.latest_epoch
+                if mine < 0:
+                    point = plog.log_end_offset  # nothing written under any epoch yet
+                elif p.end_offset < 0:
+                    point = min(plog.high_watermark, plog.log_end_offset)
+                elif p.leader_epoch == mine:
+                    point = min(p.end_offset, plog.log_end_offset)
+                else:  # the leader never had our latest epoch: agree up to the end of its last one
+                    _, own_end = plog.end_offset_for_epoch(p.leader_epoch)
+                    point = min(p.end_offset, own_end if own_end >= 0 else plog.log_end_offset)
+                if point < plog.log_end_offset:
+                    log.info("%s-%d: truncating from %d to %d to match leader %d", *key, plog.log_end_offset,
+                             point, leader)
+                    plog.truncate_to(point)
+                self.validated[key] = unchecked[key]
+
+    def _apply(self, leader: int, response) -> bool:
+        """Append what the leader sent; False if every partition came back with an error."""
         now = int(time.time() * 1000)
+        progressed = False
         for topic in response.responses:
             for p in topic.partitions:
                 key = (topic.topic, p.partition_index)
@@ -124,6 +180,7 @@ class ReplicaFetchers:
                     continue
                 if p.error_code != Error.NONE:
                     continue  # a leader change on its way: the next snapshot redirects us
+                progressed = True
                 if p.records:
                     try:
                         plog.append_as_follower(p.records, now)
@@ -131,3 +188,4 @@ class ReplicaFetchers:
                         log.error("%s-%d: refusing replicated data: %s", *key, e)
                         continue
                 plog.high_watermark = min(max(plog.high_watermark, p.high_watermark), plog.log_end_offset)
+        return progressed

@@ -5,7 +5,6 @@ the handlers decode and encode; this module decides.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import NamedTuple
@@ -26,6 +25,7 @@ class AppendOutcome(NamedTuple):
     log_append_time: int = -1
     log_start_offset: int = -1
     message: str | None = None
+    end_offset: int = -1  # the log end after the batch: acks=all waits for the high watermark to reach it
 
 
 class ReadOutcome(NamedTuple):
@@ -40,7 +40,6 @@ class ReplicaManager:
     def __init__(self, broker):
         self.broker = broker
         self.logs = broker.logs
-        self._expanding: set[tuple[str, int, int]] = set()  # ISR writes in flight
 
     def _leader_log(self, topic: str, partition: int):
         """The local log if this broker leads the partition, else the error to return."""
@@ -73,7 +72,7 @@ class ReplicaManager:
             return AppendOutcome(e.code, log_start_offset=log.log_start_offset, message=str(e))
         state = self.broker.store.snapshot.topics[topic].partitions[partition]
         if acks == -1:
-            isr, min_isr = state.isr, log.config.min_insync_replicas
+            isr, min_isr = self.broker.replication.isr((topic, partition)) or state.isr, log.config.min_insync_replicas
             if len(isr) < min_isr:
                 return AppendOutcome(Error.NOT_ENOUGH_REPLICAS, log_start_offset=log.log_start_offset,
                                      message=f"The size of the current ISR {len(isr)} is insufficient to satisfy "
@@ -86,9 +85,13 @@ class ReplicaManager:
             logger.error("append to %s-%d failed: %s", topic, partition, e)
             return AppendOutcome(Error.KAFKA_STORAGE_ERROR, message=str(e))
         if not result.duplicate:
-            log.high_watermark = log.log_end_offset  # a single replica is the whole ISR
-            self.broker.purgatory.appended((topic, partition), header.size)
-        return AppendOutcome(Error.NONE, result.base_offset, result.log_append_time_ms, result.log_start_offset)
+            if self.broker.in_cluster:
+                self.broker.replication.advance((topic, partition))
+            else:
+                log.high_watermark = log.log_end_offset  # a single replica is the whole ISR
+            self.broker.purgatory.appended((topic, partition), header.size)  # followers and consumers
+        return AppendOutcome(Error.NONE, result.base_offset, result.log_append_time_ms, result.log_start_offset,
+                             end_offset=result.last_offset + 1)
 
     # --- fetch ------------------------------------------------------------------
 
@@ -102,28 +105,13 @@ class ReplicaManager:
             return ReadOutcome(epoch_error)
         hw = log.high_watermark
         if replica_id >= 0:  # a follower copies up to the log end, not just what is committed
-            self._follower_fetched(topic, partition, replica_id, offset, log)
+            self.broker.replication.follower_fetched((topic, partition), replica_id, offset, log)
         try:
             result = log.read(offset, max_bytes, min_one=min_one,
                               max_offset=log.log_end_offset if replica_id >= 0 else hw)
         except OffsetOutOfRange:
             return ReadOutcome(Error.OFFSET_OUT_OF_RANGE, hw, log.log_start_offset)
         return ReadOutcome(Error.NONE, hw, log.log_start_offset, result.chunks, result.size)
-
-    def _follower_fetched(self, topic: str, partition: int, replica: int, offset: int, log) -> None:
-        """A follower that has caught up with the log end joins the ISR (a conditional write)."""
-        state = self.broker.store.snapshot.topics[topic].partitions[partition]
-        key = (topic, partition, replica)
-        if (not self.broker.in_cluster or replica in state.isr or replica not in state.replicas
-                or offset < log.log_end_offset or key in self._expanding):
-            return
-        self._expanding.add(key)
-        loop = asyncio.get_running_loop()
-        job = loop.run_in_executor(None, self.broker.store.expand_isr, topic, partition, replica,
-                                   self.broker.broker_id, state.leader_epoch)
-        job.add_done_callback(lambda f: self._expanding.discard(key) or (
-            f.exception() and logger.warning("%s-%d: adding %d to the ISR failed: %s", topic, partition, replica,
-                                             f.exception())))
 
     def _check_epoch(self, topic: str, partition: int, current_leader_epoch: int) -> int:
         if current_leader_epoch < 0:

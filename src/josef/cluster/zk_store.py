@@ -154,6 +154,14 @@ class ZkMetadataStore:
         except Exception as e:  # a flapping session: the next CONNECTED tries again
             log.warning("re-registration failed: %s", e)
 
+    def deregister(self) -> None:
+        """Leave the live brokers while keeping the session (controlled shutdown)."""
+        self._registration_data = b""  # and do not come back on a reconnect
+        try:
+            self._wait(self.zk.delete_async(zkf.broker_path(self.broker_id)))
+        except NoNodeError:
+            pass
+
     def close(self) -> None:
         """Leave the cluster: closing the session deletes our registration at once."""
         self._closing = True
@@ -427,23 +435,35 @@ class ZkMetadataStore:
             except (NodeExistsError, NoNodeError, BadVersionError):
                 continue
 
-    def expand_isr(self, topic: str, partition: int, replica: int, leader: int, leader_epoch: int) -> bool:
-        """Add a caught-up follower to the ISR, unless leadership moved on meanwhile (runs in a thread)."""
+    def change_isr(self, topic: str, partition: int, leader: int, leader_epoch: int,
+                   add: int | None = None, remove: int | None = None) -> bool:
+        """The leader adds a caught-up follower to the ISR or drops a lagging one.
+
+        A conditional write: it fails (False) when leadership or epoch moved on meanwhile, so
+        a deposed leader can never overwrite the controller's newer state. Runs in a thread.
+        """
         path = zkf.partition_state_path(topic, partition)
         for _ in range(5):
             data, stat = self._wait(self.zk.get_async(path))
             state = zkf.decode_state(data)
             if (state.leader, state.leader_epoch) != (leader, leader_epoch):
                 return False
-            if replica in state.isr:
+            isr = tuple(r for r in state.isr if r != remove)
+            if add is not None and add not in isr:
+                isr += (add,)
+            if isr == state.isr:
                 return True
-            new = zkf.PartitionState(leader, leader_epoch, state.isr + (replica,), state.controller_epoch)
+            new = zkf.PartitionState(leader, leader_epoch, isr, state.controller_epoch)
             try:
                 self._wait(self.zk.set_async(path, zkf.encode_state(new), version=stat.version))
-                log.info("%s-%d: broker %d joined the ISR %s", topic, partition, replica, list(new.isr))
-                return True
             except BadVersionError:
                 continue
+            log.info("%s-%d: ISR %s -> %s", topic, partition, list(state.isr), list(isr))
+            with self._lock:  # read-your-writes: the watch confirms it shortly
+                if (topic, partition) in self._watched_states:
+                    self._states[(topic, partition)] = new
+            self._schedule_publish()
+            return True
         return False
 
     def next_producer_id(self) -> int:

@@ -6,8 +6,10 @@ compression when it is above 0 (KAFKA-18659), and Kafka 4 does the same for that
 """
 from __future__ import annotations
 
+import asyncio
 import struct
 
+from josef.broker.futures import then
 from josef.broker.handlers import api
 from josef.protocol import produce as wire
 from josef.protocol.errors import Error, MalformedRequest
@@ -27,26 +29,65 @@ def handle_produce(broker, ctx, frame, body_offset):
     elif request.transactional_id is not None:
         results = _all_partitions(request, Error.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
     else:
-        results = [(topic, [_append(broker, topic, index, records, version, request.acks)
-                            for index, records in partitions])
-                   for topic, partitions in request.topics]
+        outcomes = [(topic, [(index, _append(broker, topic, index, records, version, request.acks))
+                             for index, records in partitions])
+                    for topic, partitions in request.topics]
+        if request.acks == -1 and broker.in_cluster:
+            return _after_commit(broker, ctx, request, outcomes)
+        results = [(topic, [_response(index, o) for index, o in parts]) for topic, parts in outcomes]
     if request.acks == 0:
         return None
+    return _answer(ctx, results)
+
+
+def _answer(ctx, results) -> list:
+    version = ctx.api_version
     payload = response_header(ctx.correlation_id, version >= wire.FIRST_FLEXIBLE_VERSION) + \
         wire.encode_produce_response(version, results)
     return [len(payload).to_bytes(4, "big"), payload]
 
 
-def _append(broker, topic: str, index: int, records, version: int, acks: int) -> wire.PartitionResponse:
+def _after_commit(broker, ctx, request, outcomes):
+    """acks=all: answer once every appended batch is below the high watermark (or time is up)."""
+    waits = {}
+    for topic, parts in outcomes:
+        for index, outcome in parts:
+            if outcome.error == Error.NONE:
+                waits[(topic, index)] = broker.replication.wait_committed(
+                    (topic, index), outcome.end_offset, max(request.timeout_ms, 0) / 1000)
+
+    def answer(_=None):
+        results = []
+        for topic, parts in outcomes:
+            responses = []
+            for index, outcome in parts:
+                future = waits.get((topic, index))
+                if future is not None and future.result() != Error.NONE:
+                    outcome = outcome._replace(error=future.result())
+                responses.append(_response(index, outcome))
+            results.append((topic, responses))
+        return _answer(ctx, results)
+
+    pending = [f for f in waits.values() if not f.done()]
+    if not pending:
+        return answer()
+    return then(asyncio.ensure_future(asyncio.gather(*pending)), answer)
+
+
+def _response(index: int, outcome) -> wire.PartitionResponse:
+    return wire.PartitionResponse(index, outcome.error, outcome.base_offset, outcome.log_append_time,
+                                  outcome.log_start_offset, error_message=outcome.message)
+
+
+def _append(broker, topic: str, index: int, records, version: int, acks: int):
     if topic not in broker.store.snapshot.topics and broker.config["auto.create.topics.enable"]:
+        from josef.broker.replica_manager import AppendOutcome
         from josef.broker.topic_admin import TopicError
         try:
             broker.topic_admin.auto_create(topic)
         except TopicError as e:
-            return wire.PartitionResponse(index, e.code, -1, error_message=e.message)
-    outcome = broker.replicas.append(topic, index, records, version, acks)
-    return wire.PartitionResponse(index, outcome.error, outcome.base_offset, outcome.log_append_time,
-                                  outcome.log_start_offset, error_message=outcome.message)
+            return AppendOutcome(e.code, message=e.message)
+    return broker.replicas.append(topic, index, records, version, acks)
 
 
 def _all_partitions(request, error: int):
