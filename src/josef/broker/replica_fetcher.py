@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 
+from josef.broker.throttle import Quota, is_throttled
 from josef.client.wire import KafkaConnection, WireError, request_class
 from josef.protocol.entities import to_entity
 from josef.protocol.errors import Error
@@ -33,6 +34,7 @@ class ReplicaFetchers:
         self.wanted: dict[int, set[tuple[str, int]]] = {}  # leader id -> partitions to follow
         self.tasks: dict[int, asyncio.Task] = {}
         self.validated: dict[tuple[str, int], int] = {}  # leader epoch our log was checked against
+        self.quota = Quota()  # follower.replication.throttled.rate, shared by every fetcher
 
     def on_metadata(self, snapshot) -> None:
         me = self.broker.broker_id
@@ -105,6 +107,8 @@ class ReplicaFetchers:
             if plog is None or info is None or self.validated.get((name, partition)) != \
                     info.partitions[partition].leader_epoch:
                 continue
+            if self._throttled(info, partition) and not self.quota.available(self._rate()):
+                continue
             topics.setdefault(name, []).append({
                 "partition": partition, "current_leader_epoch": info.partitions[partition].leader_epoch,
                 "fetch_offset": plog.log_end_offset, "last_fetched_epoch": -1,
@@ -116,6 +120,13 @@ class ReplicaFetchers:
             "max_bytes": 0x7FFFFFFF, "isolation_level": 0, "session_id": 0, "session_epoch": -1,
             "topics": [{"topic": t, "partitions": ps} for t, ps in topics.items()],
             "forgotten_topics_data": [], "rack_id": ""})
+
+    def _throttled(self, info, partition: int) -> bool:
+        return info is not None and is_throttled(info.configs.get("follower.replication.throttled.replicas"),
+                                                 partition, self.broker.broker_id)
+
+    def _rate(self) -> int:
+        return self.broker.config["follower.replication.throttled.rate"]
 
     # --- truncation by leader epoch (KIP-101, KIP-279) -----------------------------------
 
@@ -182,6 +193,8 @@ class ReplicaFetchers:
                     continue  # a leader change on its way: the next snapshot redirects us
                 progressed = True
                 if p.records:
+                    if self._throttled(self.broker.store.snapshot.topics.get(key[0]), key[1]):
+                        self.quota.spend(len(p.records), self._rate())
                     try:
                         plog.append_as_follower(p.records, now)
                     except InvalidRecord as e:

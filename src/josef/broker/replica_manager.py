@@ -9,6 +9,7 @@ import logging
 import time
 from typing import NamedTuple
 
+from josef.broker.throttle import Quota, is_throttled
 from josef.protocol.errors import Error
 from josef.records.batch import InvalidRecord, validate_produce_records
 from josef.records.records import iter_records
@@ -40,6 +41,7 @@ class ReplicaManager:
     def __init__(self, broker):
         self.broker = broker
         self.logs = broker.logs
+        self.leader_quota = Quota()  # leader.replication.throttled.rate
 
     def _leader_log(self, topic: str, partition: int):
         """The local log if this broker leads the partition, else the error to return."""
@@ -104,13 +106,21 @@ class ReplicaManager:
         if epoch_error:
             return ReadOutcome(epoch_error)
         hw = log.high_watermark
+        throttled = False
         if replica_id >= 0:  # a follower copies up to the log end, not just what is committed
             self.broker.replication.follower_fetched((topic, partition), replica_id, offset, log)
+            configs = self.broker.store.snapshot.topics[topic].configs
+            throttled = is_throttled(configs.get("leader.replication.throttled.replicas"), partition,
+                                     self.broker.broker_id)
+            if throttled and not self.leader_quota.available(self.broker.config["leader.replication.throttled.rate"]):
+                return ReadOutcome(Error.NONE, hw, log.log_start_offset)  # over quota: nothing this time
         try:
             result = log.read(offset, max_bytes, min_one=min_one,
                               max_offset=log.log_end_offset if replica_id >= 0 else hw)
         except OffsetOutOfRange:
             return ReadOutcome(Error.OFFSET_OUT_OF_RANGE, hw, log.log_start_offset)
+        if throttled:
+            self.leader_quota.spend(result.size, self.broker.config["leader.replication.throttled.rate"])
         return ReadOutcome(Error.NONE, hw, log.log_start_offset, result.chunks, result.size)
 
     def _check_epoch(self, topic: str, partition: int, current_leader_epoch: int) -> int:
