@@ -20,6 +20,7 @@ from josef.cluster.controller import Controller
 from josef.cluster.listeners import Listeners, resolve, with_bound_ports
 from josef.cluster.local_store import LocalMetadataStore
 from josef.cluster.metadata import BrokerInfo, ClusterMetadata, TopicInfo
+from josef.cluster.zk_formats import topic_id_text
 from josef.cluster.zk_store import ZkMetadataStore
 from josef.config import BrokerConfig, effective_topic_configs
 from josef.coordinator.service import GroupCoordinator
@@ -89,9 +90,12 @@ class Broker:
                 now = new.topics.get(name)
                 if now is None or now.topic_id != topic.topic_id:
                     self.close_topic_logs(name)
-            if first and self.in_cluster:  # deleted or moved away while this broker was down
-                for name in self.logs.topics() - set(new.topics):
-                    self.close_topic_logs(name)
+            if first and self.in_cluster:  # deleted, or re-created, while this broker was down
+                for name in self.logs.topics():
+                    topic = new.topics.get(name)
+                    if topic is None or any(self.logs.topic_id(name, p) not in (None, topic_id_text(topic.topic_id))
+                                            for p in self.logs.partitions(name)):
+                        self.close_topic_logs(name)
             for topic in new.topics.values():
                 before = old.topics.get(topic.name)
                 self.open_topic_logs(topic)
@@ -144,7 +148,8 @@ class Broker:
             present = self.logs.get(topic.name, p.partition) is not None
             if mine and not present:
                 config = config or self.log_config(topic)
-                self.logs.create(topic.name, p.partition, config)
+                self.logs.create(topic.name, p.partition, config,
+                                 topic_id_text(topic.topic_id) if self.in_cluster else None)
             elif present and not mine and self.in_cluster:
                 self.logs.delete_partition(topic.name, p.partition)
                 if self.cleaner is not None:

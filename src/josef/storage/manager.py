@@ -42,6 +42,9 @@ _TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 TopicPartition = tuple[str, int]
 
 
+PARTITION_METADATA = "partition.metadata"
+
+
 class InconsistentStorage(Exception):
     """The data directory belongs to another broker or cluster, or is in use."""
 
@@ -143,8 +146,10 @@ class LogManager:
     def get(self, topic: str, partition: int) -> PartitionLog | None:
         return self._logs.get((topic, partition))
 
-    def create(self, topic: str, partition: int, config: LogConfig) -> PartitionLog:
-        """The partition's log, created (empty) if it does not exist yet."""
+    def create(self, topic: str, partition: int, config: LogConfig, topic_id: str | None = None) -> PartitionLog:
+        """The partition's log, created (empty) if it does not exist yet. `topic_id` is written
+        to `partition.metadata`, as Kafka does, so a topic re-created under the same name while
+        this broker was away is told apart from the old one."""
         log = self._logs.get((topic, partition))
         if log is not None:
             return log
@@ -152,9 +157,22 @@ class LogManager:
             raise ValueError(f"invalid topic partition {topic!r}-{partition}")
         path = self.data_dir / f"{topic}-{partition}"
         log = PartitionLog.open(path, topic, partition, config)
+        if topic_id is not None:  # Kafka's format: "key: value" lines
+            write_atomically(path / PARTITION_METADATA, f"version: 0\ntopic_id: {topic_id}\n")
         fsync_dir(self.data_dir)
         self._logs[(topic, partition)] = log
         return log
+
+    def topic_id(self, topic: str, partition: int) -> str | None:
+        """The topic id recorded in the partition's `partition.metadata`, if any."""
+        path = self.data_dir / f"{topic}-{partition}" / PARTITION_METADATA
+        if not path.exists():
+            return None
+        for line in path.read_text().splitlines():
+            key, sep, value = line.partition(":")
+            if sep and key.strip() == "topic_id":
+                return value.strip()
+        return None
 
     def delete_topic(self, topic: str) -> list[int]:
         """Close and remove every partition of `topic`; the partitions removed."""
