@@ -184,10 +184,13 @@ class ReplicaFetchers:
                 plog = self.broker.logs.get(*key)
                 if plog is None or key not in self.wanted.get(leader, ()):
                     continue
-                if p.error_code == Error.OFFSET_OUT_OF_RANGE and p.log_start_offset > plog.log_end_offset:
-                    log.info("%s-%d: behind the leader's log start %d: starting over there", *key,
-                             p.log_start_offset)
-                    plog.truncate_fully_and_start_at(p.log_start_offset)
+                if p.error_code == Error.OFFSET_OUT_OF_RANGE:
+                    if p.log_start_offset > plog.log_end_offset:
+                        log.info("%s-%d: behind the leader's log start %d: starting over there", *key,
+                                 p.log_start_offset)
+                        plog.truncate_fully_and_start_at(p.log_start_offset)
+                    else:  # ahead of the leader's log end: find the divergence point again
+                        self.validated.pop(key, None)
                     continue
                 if p.error_code != Error.NONE:
                     continue  # a leader change on its way: the next snapshot redirects us
