@@ -112,14 +112,11 @@ class ZkMetadataStore:
             self.zk.DataWatch(zkf.broker_config_path(entity), self._broker_config_watcher(entity))
         self._publish()
 
-    def register(self) -> None:
-        self._register()
-
     def register_data(self) -> bytes:
         reg = zkf.Registration(self.broker_id, self.listeners.advertised, self.rack)
         return zkf.encode_registration(reg, self.listeners.protocols)
 
-    def _register(self) -> None:
+    def register(self) -> None:
         """Create /brokers/ids/<id>; an earlier session of ours may still hold it for a while."""
         self._registration_data = self.register_data()
         path = zkf.broker_path(self.broker_id)
@@ -150,7 +147,7 @@ class ZkMetadataStore:
     def _reregister(self) -> None:
         try:
             if self.zk.exists(zkf.broker_path(self.broker_id)) is None:
-                self._register()
+                self.register()
         except Exception as e:  # a flapping session: the next CONNECTED tries again
             log.warning("re-registration failed: %s", e)
 
