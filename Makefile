@@ -21,11 +21,13 @@ $(STAMP): pyproject.toml
 run: install
 	$(VENV)/bin/josef serve
 
-# ZooKeeper (Debian package) for the cluster tests, installed only where missing.
+# ZooKeeper (Debian package) for the cluster tests and nftables for the network-partition
+# test, installed only where missing.
+SYSTEM_PKGS = $(if $(wildcard /usr/share/java/zookeeper.jar),,zookeeper) $(if $(wildcard /usr/sbin/nft),,nftables)
 system-deps:
-	@test -f /usr/share/java/zookeeper.jar || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zookeeper >/dev/null; \
-	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zookeeper >/dev/null; fi; }
+	@if [ -n "$(strip $(SYSTEM_PKGS))" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PKGS) >/dev/null; fi
 
 test-deps: $(TSTAMP) system-deps
 

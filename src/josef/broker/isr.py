@@ -170,7 +170,7 @@ class Replication:
                 led.adding.discard(add)
                 led.removing.discard(remove)
                 if f.exception() is not None:
-                    log.warning("%s-%d: ISR change failed: %s", *key, f.exception())
+                    log.warning("%s-%d: ISR change failed: %r", *key, f.exception())
                 self.advance(key)
         job.add_done_callback(done)
 

@@ -92,7 +92,7 @@ class Controller:
             except (ZookeeperError, Exception) as e:  # transient ZooKeeper trouble: retry soon
                 if self._stopped.is_set():
                     break
-                log.warning("controller pass failed: %s", e)
+                log.warning("controller pass failed: %r", e)
                 time.sleep(0.2)
                 self._wake.set()
 
