@@ -567,6 +567,10 @@ def test_v3_cluster_brokers_topics_configs_partitions(kafka, http):
     assert r.headers["location"].endswith(f"{base}/topics/{name}")
     assert r.json()["partitions_count"] == 2 and r.json()["kind"] == "KafkaTopic"
     assert_error(http.post(f"{base}/topics", json={"topic_name": name}), 400, 40002)
+    placed = uniq("v3-placed")  # an explicit replica assignment, one broker per partition
+    r = http.post(f"{base}/topics", json={"topic_name": placed, "replicas_assignments": {"0": [1], "1": [1]}})
+    assert r.status_code == 201, r.text
+    assert http.get(f"{base}/topics/{placed}").json()["partitions_count"] == 2
     assert_error(http.post(f"{base}/topics", json={"topic_name": "no spaces"}), 422, 42206)
     assert name in [t["topic_name"] for t in http.get(f"{base}/topics").json()["data"]]
     topic = http.get(f"{base}/topics/{name}").json()

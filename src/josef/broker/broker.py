@@ -243,7 +243,9 @@ class Broker:
         me = self.broker_id
 
         def leads_nothing_movable(m: ClusterMetadata) -> bool:
-            return not any(p.leader == me and len(p.isr) > 1 for t in m.topics.values() for p in t.partitions)
+            """No partition led here still has another in-sync replica on a live broker."""
+            return not any(p.leader == me and any(r != me and r in m.brokers for r in p.isr)
+                           for t in m.topics.values() for p in t.partitions)
         try:
             await asyncio.get_running_loop().run_in_executor(None, self.store.deregister)
         except Exception as e:

@@ -224,8 +224,8 @@ class Controller:
         state_writes = []
         for p in sorted(set(adding) | set(removing)):
             target = tuple(r for r in replicas[p] if r not in removing.get(p, ()))
-            try:
-                sdata, sstat = self.zk.get(zkf.partition_state_path(topic, p))
+            try:  # watched: the leader adding a caught-up replica to the ISR wakes us
+                sdata, sstat = self.zk.get(zkf.partition_state_path(topic, p), watch=self.trigger)
             except NoNodeError:
                 continue
             state = zkf.decode_state(sdata)

@@ -335,8 +335,9 @@ class KafkaBackend:
                      validate_only: bool) -> None:
         from confluent_kafka.admin import NewTopic
         if assignments:
-            topic = NewTopic(name, replica_assignment=[assignments[p] for p in sorted(assignments)],
-                             config=configs)
+            # confluent-kafka wants the count alongside an assignment (and sends -1 on the wire)
+            topic = NewTopic(name, num_partitions=len(assignments),
+                             replica_assignment=[assignments[p] for p in sorted(assignments)], config=configs)
         else:
             topic = NewTopic(name, num_partitions=partitions if partitions is not None else -1,
                              replication_factor=replication if replication is not None else -1, config=configs)
