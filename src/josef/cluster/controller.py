@@ -17,7 +17,7 @@ import threading
 import time
 
 from kazoo.client import KazooClient, KazooState
-from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError, ZookeeperError
+from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
 from josef.cluster import zk_formats as zkf
 from josef.cluster.placement import (NO_LEADER, after_broker_changes, elect, imbalanced_brokers,
@@ -58,8 +58,8 @@ class Controller:
                 data, _ = self.zk.get(zkf.CONTROLLER)
                 if zkf.decode_controller(data) == self.broker_id:
                     self.zk.delete(zkf.CONTROLLER)
-            except (NoNodeError, ZookeeperError, Exception) as e:
-                log.debug("resigning: %s", e)
+            except Exception as e:  # the session may be gone already: then so is the znode
+                log.debug("resigning: %r", e)
 
     def trigger(self, *_args) -> None:
         self._wake.set()
@@ -71,10 +71,9 @@ class Controller:
         self._wake.set()
 
     def _on_controller_node(self, data, stat) -> None:
-        if data is None or zkf.decode_controller(data) != self.broker_id:
-            if self.active and data is not None:
-                self.active = False
-        self._wake.set()
+        if data is not None and zkf.decode_controller(data) != self.broker_id:
+            self.active = False  # someone else holds the seat
+        self._wake.set()  # and when the seat is free, try to take it
 
     # --- the controller thread -------------------------------------------------------
 
@@ -89,7 +88,7 @@ class Controller:
                     self._try_to_lead()
                 if self.active:
                     self._reconcile()
-            except (ZookeeperError, Exception) as e:  # transient ZooKeeper trouble: retry soon
+            except Exception as e:  # transient ZooKeeper trouble: retry soon
                 if self._stopped.is_set():
                     break
                 log.warning("controller pass failed: %r", e)
@@ -117,7 +116,8 @@ class Controller:
                     continue
             except BadVersionError:
                 continue
-        else:
+        else:  # give the seat back rather than hold it without an epoch
+            self.zk.delete(zkf.CONTROLLER)
             raise RuntimeError("could not bump /controller_epoch")
         self.epoch, self._epoch_version = epoch, stat.version
         self.active = True
