@@ -3,13 +3,14 @@ preferred-leader balance, and group coordinators moving with their offsets parti
 from __future__ import annotations
 
 import json
+import subprocess
 import uuid
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 from kazoo.client import KazooClient
 
-from tests.conftest import wait_for
+from tests.conftest import BIN, wait_for
 
 
 def create(cluster, topic: str, partitions: int, rf: int) -> None:
@@ -92,3 +93,23 @@ def test_group_offsets_survive_losing_the_coordinator(cluster_factory):
     admin = cluster.admin(survivor)
     new = admin.describe_consumer_groups([group])[group].result(10).coordinator.id
     assert new != coordinator
+
+
+def test_unclean_election_on_demand_brings_an_offline_partition_back(cluster_factory):
+    cluster = cluster_factory(3, {"replica.lag.time.max.ms": "2000"})
+    topic = f"unclean-{uuid.uuid4().hex[:6]}"
+    create(cluster, topic, 1, 2)  # replicas [1, 2]
+    wait_for(lambda: replicas(cluster, topic, 3)[0] == (1, (1, 2), (1, 2)), 20, what="full ISR")
+    cluster.brokers[2].kill()
+    wait_for(lambda: replicas(cluster, topic, 3)[0][2] == (1,), 20, interval=0.1, what="2 out of the ISR")
+    cluster.brokers[1].kill()
+    wait_for(lambda: replicas(cluster, topic, 3)[0][0] == -1, 20, interval=0.1, what="partition offline")
+    cluster.brokers[2].start()
+    wait_for(lambda: 2 in cluster.metadata(3).brokers, 20, what="broker 2 registered")
+    assert replicas(cluster, topic, 3)[0][0] == -1  # 2 is out of sync: no clean election
+    done = subprocess.run([str(BIN / "kafka-leader-election.sh"), "--bootstrap-server", cluster.brokers[3].bootstrap,
+                           "--election-type", "UNCLEAN", "--topic", topic, "--partition", "0"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"Successfully completed leader election (UNCLEAN) for partitions {topic}-0" in done.stdout
+    assert replicas(cluster, topic, 3)[0] == (2, (1, 2), (2,))

@@ -59,6 +59,10 @@ class Broker:
         self.logs = LogManager(self.data_dir, self.broker_id, self.store.cluster_id)
         topics = self.store.snapshot.topics
         self.logs.load({name: self.log_config(t) for name, t in topics.items()})
+        if self.in_cluster:  # what was committed, not what this replica happens to hold
+            for (topic, partition), plog in self.logs.logs():
+                checkpoint = self.logs.high_watermark_checkpoint(topic, partition)
+                plog.high_watermark = min(checkpoint or 0, plog.log_end_offset)
         self.purgatory = FetchPurgatory()
         self.metadata_cache = LruCache(METADATA_CACHE_SIZE)  # encoded Metadata answers
         self.replicas = ReplicaManager(self)

@@ -145,6 +145,11 @@ class ReplicaManager:
             return epoch_error, -1, -1, -1
         epoch = self.broker.store.snapshot.topics[topic].partitions[partition].leader_epoch
         if timestamp == LATEST:
+            entries = log.epochs.entries()
+            if entries and entries[-1][1] > log.high_watermark:
+                # KIP-207: a new leader whose high watermark has not yet caught up with where its
+                # epoch began would answer lower than its predecessor did: ask to retry instead
+                return Error.OFFSET_NOT_AVAILABLE, -1, -1, -1
             return Error.NONE, -1, log.high_watermark, epoch
         if timestamp in (EARLIEST, EARLIEST_LOCAL):
             return Error.NONE, -1, log.log_start_offset, epoch

@@ -42,6 +42,8 @@ class Controller:
         self._thread = threading.Thread(target=self._run, name=f"controller-{broker_id}", daemon=True)
         self._next_balance_check = 0.0
         self._balance_now = False
+        self._unclean_wanted: set[tuple[str, int]] = set()  # ElectLeaders(UNCLEAN), handed in by the broker
+        self._lock = threading.Lock()
 
     def start(self) -> None:
         self.zk.add_listener(self._on_session_state)
@@ -62,6 +64,12 @@ class Controller:
                 log.debug("resigning: %r", e)
 
     def trigger(self, *_args) -> None:
+        self._wake.set()
+
+    def elect_unclean(self, partitions: list[tuple[str, int]]) -> None:
+        """Let an out-of-sync replica lead these offline partitions on the next pass (may lose data)."""
+        with self._lock:
+            self._unclean_wanted.update(partitions)
         self._wake.set()
 
     def _on_session_state(self, state) -> None:
@@ -145,6 +153,8 @@ class Controller:
         live = {int(c) for c in self.zk.get_children(zkf.BROKER_IDS, watch=self.trigger)}
         self._delete_topics()
         preferred_wanted = self._preferred_requests()
+        with self._lock:
+            unclean_wanted, self._unclean_wanted = self._unclean_wanted, set()
         legacy_moves = self._legacy_reassignments()
         if time.monotonic() >= self._next_balance_check:
             self._next_balance_check = time.monotonic() + config["leader.imbalance.check.interval.seconds"]
@@ -161,8 +171,9 @@ class Controller:
                 assignment = self._start_legacy(topic, assignment, stat, legacy_moves)
             unclean = self._unclean(topic, config)
             for partition, replicas in sorted(assignment.replicas.items()):
-                leader = self._partition_pass(topic, partition, assignment, replicas, live, unclean,
-                                              (topic, partition) in preferred_wanted)
+                key = (topic, partition)
+                leader = self._partition_pass(topic, partition, assignment, replicas, live,
+                                              unclean or key in unclean_wanted, key in preferred_wanted)
                 layout.append((replicas, leader))
             self._finish_reassignments(topic, live)
         if self._balance_now:

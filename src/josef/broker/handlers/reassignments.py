@@ -96,9 +96,13 @@ def handle_elect_leaders(broker, ctx, request):
         if state is None:
             results[key] = (Error.UNKNOWN_TOPIC_OR_PARTITION, "The partition does not exist.")
         elif election == UNCLEAN:
-            results[key] = (Error.INVALID_REQUEST if state.leader < 0 else Error.ELECTION_NOT_NEEDED,
-                            "Unclean election on demand is not supported; set unclean.leader.election.enable "
-                            "on the topic" if state.leader < 0 else None)
+            if state.leader >= 0:
+                results[key] = (Error.ELECTION_NOT_NEEDED, None)
+            elif not any(r in snapshot.brokers for r in state.replicas):
+                results[key] = (Error.ELIGIBLE_LEADERS_NOT_AVAILABLE,
+                                f"No live replica of {key[0]}-{key[1]} to elect.")
+            else:
+                to_elect[key] = None  # any live replica will do
         elif election != PREFERRED:
             results[key] = (Error.INVALID_REQUEST, f"Unknown election type {election}")
         elif state.replicas and state.leader == state.replicas[0]:
@@ -114,9 +118,8 @@ def handle_elect_leaders(broker, ctx, request):
 
     def response(_=None) -> dict:
         now = broker.store.snapshot
-        for key, preferred in to_elect.items():
-            state = _partition(now, *key)
-            results[key] = (Error.NONE, None) if state is not None and state.leader == preferred else (
+        for key, leader in to_elect.items():
+            results[key] = (Error.NONE, None) if _elected(_partition(now, *key), leader) else (
                 Error.REQUEST_TIMED_OUT, "The election did not finish within the request's timeout.")
         return {"throttle_time": 0, "error_code": Error.NONE,
                 "replica_election_results": _group(results, lambda p, v: {
@@ -124,13 +127,23 @@ def handle_elect_leaders(broker, ctx, request):
 
     if not to_elect:
         return response()
-    try:
-        broker.store.request_preferred_election(list(to_elect))
-    except MetadataUnavailable:
-        return response()
-    done = broker.when(lambda m: all((s := _partition(m, *k)) is not None and s.leader == leader
-                                     for k, leader in to_elect.items()), ms(request.timeout) / 1000)
+    if election == UNCLEAN:  # as Kafka: only the controller takes unclean elections
+        if broker.controller is None or not broker.controller.active:
+            return {"throttle_time": 0, "error_code": Error.NOT_CONTROLLER, "replica_election_results": []}
+        broker.controller.elect_unclean(list(to_elect))
+    else:
+        try:
+            broker.store.request_preferred_election(list(to_elect))
+        except MetadataUnavailable:
+            return response()
+    done = broker.when(lambda m: all(_elected(_partition(m, *k), leader) for k, leader in to_elect.items()),
+                       ms(request.timeout) / 1000)
     return then(done, response)
+
+
+def _elected(state, leader: int | None) -> bool:
+    """The partition now has `leader` (None: any leader at all)."""
+    return state is not None and (state.leader >= 0 if leader is None else state.leader == leader)
 
 
 def _group(items: dict, shape, topic_field: str, partitions_field: str) -> list[dict]:
