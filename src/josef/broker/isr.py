@@ -23,6 +23,8 @@ log = logging.getLogger("josef.isr")
 class Follower:
     log_end_offset: int = -1  # unknown until it fetches
     caught_up_at: float = field(default_factory=time.monotonic)  # last time it had the whole log
+    last_fetch_at: float = 0.0
+    leader_end_at_last_fetch: int = -1
 
 
 @dataclass
@@ -92,12 +94,24 @@ class Replication:
             return
         follower = led.followers[replica]
         follower.log_end_offset = fetch_offset
+        now = time.monotonic()
+        # Kafka's rule: caught up if it has the whole log, or everything the leader had at its
+        # previous fetch (under steady traffic a follower is never exactly at the log end)
         if fetch_offset >= plog.log_end_offset:
-            follower.caught_up_at = time.monotonic()
-            state = self._state(key)
-            if state is not None and replica not in state.isr and replica not in led.adding:
-                self._change_isr(key, led, add=replica)
+            follower.caught_up_at = now
+        elif fetch_offset >= follower.leader_end_at_last_fetch >= 0:
+            follower.caught_up_at = max(follower.caught_up_at, follower.last_fetch_at)
+        follower.last_fetch_at, follower.leader_end_at_last_fetch = now, plog.log_end_offset
+        state = self._state(key)
+        if (state is not None and replica not in state.isr and replica not in led.adding
+                and fetch_offset >= max(plog.high_watermark, self._epoch_start(plog))):
+            self._change_isr(key, led, add=replica)  # it has everything committed: it may join
         self.advance(key)
+
+    @staticmethod
+    def _epoch_start(plog) -> int:
+        entries = plog.epochs.entries()
+        return entries[-1][1] if entries else 0
 
     def advance(self, key) -> None:
         """Move the high watermark to the smallest log end among the ISR; release acks."""
