@@ -1,7 +1,9 @@
 """Topic and broker configs over the wire, retention, DeleteRecords, compacted-topic keys."""
 from __future__ import annotations
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+import time
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource,
                                    ResourceType)
 
@@ -170,3 +172,21 @@ def _read_everything(bootstrap: str, topic: str) -> list:
     finally:
         c.close()
     return got
+
+
+def test_create_time_outside_the_allowed_window_is_refused(broker):
+    topic = topic_name("ts-window")
+    create_topic(broker.bootstrap, topic, config={"message.timestamp.before.max.ms": "3600000",
+                                                  "message.timestamp.after.max.ms": "60000"})
+    now = int(time.time() * 1000)
+
+    def send(timestamp: int):
+        errors = []
+        p = Producer({"bootstrap.servers": broker.bootstrap, "retries": 0, "message.timeout.ms": 10000})
+        p.produce(topic, value=b"x", timestamp=timestamp, on_delivery=lambda err, msg: errors.append(err))
+        assert p.flush(15) == 0
+        return errors[0]
+    assert send(now - 2 * 3600_000).code() == KafkaError.INVALID_TIMESTAMP  # two hours old
+    assert send(now + 600_000).code() == KafkaError.INVALID_TIMESTAMP  # ten minutes ahead
+    assert send(now - 60_000) is None
+    assert [m.value() for m in consume_all(broker.bootstrap, topic, 1, 1)] == [b"x"]

@@ -13,7 +13,7 @@ from josef.broker.throttle import Quota, is_throttled
 from josef.protocol.errors import Error
 from josef.records.batch import InvalidRecord, validate_produce_records
 from josef.records.records import iter_records
-from josef.storage.log import OffsetOutOfRange
+from josef.storage.log import LONG_MAX, OffsetOutOfRange
 
 logger = logging.getLogger("josef.replicas")
 
@@ -70,6 +70,7 @@ class ReplicaManager:
             header = validate_produce_records(records, api_version)
             if "compact" in log.config.cleanup_policy and _has_null_key(records):
                 raise InvalidRecord(Error.INVALID_RECORD, "Compacted topic cannot accept message without key.")
+            _check_timestamps(header, log.config)
         except InvalidRecord as e:
             return AppendOutcome(e.code, log_start_offset=log.log_start_offset, message=str(e))
         state = self.broker.store.snapshot.topics[topic].partitions[partition]
@@ -193,6 +194,23 @@ class ReplicaManager:
         log.delete_records_before(offset)
         self.logs.write_checkpoints()  # the new log start offset survives a crash
         return Error.NONE, log.log_start_offset
+
+
+def _check_timestamps(header, config) -> None:
+    """CreateTime records must lie within message.timestamp.before/after.max.ms of now (KIP-937).
+
+    Judged from the batch header's first and largest timestamps, without decoding records."""
+    if config.message_timestamp_type != "CreateTime":
+        return
+    before = min(config.message_timestamp_before_max_ms, config.message_timestamp_difference_max_ms)
+    after = min(config.message_timestamp_after_max_ms, config.message_timestamp_difference_max_ms)
+    if before >= LONG_MAX and after >= LONG_MAX:
+        return
+    now = int(time.time() * 1000)
+    if header.base_timestamp < now - before or header.max_timestamp > now + after:
+        raise InvalidRecord(Error.INVALID_TIMESTAMP,
+                            f"Timestamp of a record is out of range: not within {before} ms before or "
+                            f"{after} ms after the broker's time {now}")
 
 
 def _has_null_key(batch) -> bool:
