@@ -190,3 +190,22 @@ def test_create_time_outside_the_allowed_window_is_refused(broker):
     assert send(now + 600_000).code() == KafkaError.INVALID_TIMESTAMP  # ten minutes ahead
     assert send(now - 60_000) is None
     assert [m.value() for m in consume_all(broker.bootstrap, topic, 1, 1)] == [b"x"]
+
+
+def test_kafka_python_admin_config_round_trip(broker):
+    from kafka.admin import ConfigResource as KpResource, ConfigResourceType, KafkaAdminClient
+
+    topic = topic_name("kp-configs")
+    create_topic(broker.bootstrap, topic)
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=10000)
+    try:
+        assert admin.alter_configs([KpResource(ConfigResourceType.TOPIC, topic, configs={
+            "retention.ms": "7200000"})]) == {"topic": {topic: "OK"}}
+        modified = admin.describe_configs([KpResource(ConfigResourceType.TOPIC, topic)])["topic"][topic]
+        assert modified["retention.ms"]["value"] == "7200000"
+        assert modified["retention.ms"]["config_source"] == "DYNAMIC_TOPIC_CONFIG"
+        everything = admin.describe_configs([KpResource(ConfigResourceType.BROKER, "1")],
+                                            config_filter="all")["broker"]["1"]
+        assert everything["num.partitions"]["value"] == "1"
+    finally:
+        admin.close()
