@@ -696,6 +696,314 @@ def test_v3_consumer_groups_read_only(kafka, http, groups_supported):
     http.delete(base)
 
 
+def v3_base(http) -> tuple[str, str]:
+    cid = http.get("/v3/clusters").json()["data"][0]["cluster_id"]
+    return cid, f"/v3/clusters/{cid}"
+
+
+def describe_configs(bootstrap: str, rtype, name: str) -> dict:
+    from confluent_kafka.admin import ConfigResource
+    res = ConfigResource(rtype, name)
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # alive until the answer is in
+    return admin.describe_configs([res])[res].result(10)
+
+
+@pytest.mark.skipif(TANSU, reason="Tansu has no DescribeConfigs")
+def test_v3_broker_configs_list_get_set_reset_alter(kafka, http):
+    from confluent_kafka.admin import ResourceType
+    cid, base = v3_base(http)
+    bid = http.get(f"{base}/brokers").json()["data"][0]["broker_id"]
+    r = http.get(f"{base}/brokers/{bid}/configs")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+    listing = r.json()
+    assert listing["kind"] == "KafkaBrokerConfigList"
+    assert listing["metadata"] == {"self": f"http://rest-proxy:{http.base_url.port}{base}/brokers/{bid}/configs",
+                                   "next": None}
+    configs = {c["name"]: c for c in listing["data"]}
+    assert [c["name"] for c in listing["data"]] == sorted(configs)
+    ours = describe_configs(kafka.bootstrap, ResourceType.BROKER, str(bid))
+    assert set(configs) == set(ours)  # the same configs an independent client sees
+    c = configs["compression.type"]
+    assert set(c) == {"kind", "metadata", "cluster_id", "broker_id", "name", "value", "is_default", "is_read_only",
+                      "is_sensitive", "source", "synonyms"}
+    assert c["kind"] == "KafkaBrokerConfig" and (c["cluster_id"], c["broker_id"]) == (cid, bid)
+    assert c["metadata"]["self"].endswith(f"{base}/brokers/{bid}/configs/compression.type")
+    assert c["metadata"]["resource_name"] == f"crn:///kafka={cid}/broker={bid}/config=compression.type"
+    assert (c["value"], c["is_default"], c["source"]) == (ours["compression.type"].value, True, "DEFAULT_CONFIG")
+    assert configs["broker.id"]["is_read_only"] and configs["broker.id"]["value"] == str(bid)
+    assert http.get(f"{base}/brokers/{bid}/configs/compression.type").json() == c
+
+    try:
+        # set: the broker reports it as its own dynamic config, with the default as a synonym
+        r = http.put(f"{base}/brokers/{bid}/configs/compression.type", json={"value": "gzip"})
+        assert r.status_code == 204, r.text
+        c = http.get(f"{base}/brokers/{bid}/configs/compression.type").json()
+        assert (c["value"], c["is_default"], c["source"]) == ("gzip", False, "DYNAMIC_BROKER_CONFIG")
+        assert c["synonyms"][0] == {"name": "compression.type", "value": "gzip", "source": "DYNAMIC_BROKER_CONFIG"}
+        entry = describe_configs(kafka.bootstrap, ResourceType.BROKER, str(bid))["compression.type"]
+        assert entry.value == "gzip"
+        # reset
+        assert http.delete(f"{base}/brokers/{bid}/configs/compression.type").status_code == 204
+        c = http.get(f"{base}/brokers/{bid}/configs/compression.type").json()
+        assert (c["value"], c["source"]) == ("producer", "DEFAULT_CONFIG")
+        # several at once
+        r = http.post(f"{base}/brokers/{bid}/configs:alter", json={"data": [
+            {"name": "log.retention.bytes", "value": "1099511627776"},
+            {"name": "compression.type", "value": "lz4", "operation": "SET"}]})
+        assert r.status_code == 204, r.text
+        ours = describe_configs(kafka.bootstrap, ResourceType.BROKER, str(bid))
+        assert (ours["log.retention.bytes"].value, ours["compression.type"].value) == ("1099511627776", "lz4")
+        # validate_only changes nothing
+        r = http.post(f"{base}/brokers/{bid}/configs:alter", json={
+            "validate_only": True, "data": [{"name": "compression.type", "value": "snappy"}]})
+        assert r.status_code == 204, r.text
+        assert http.get(f"{base}/brokers/{bid}/configs/compression.type").json()["value"] == "lz4"
+        r = http.post(f"{base}/brokers/{bid}/configs:alter", json={"data": [
+            {"name": "log.retention.bytes", "operation": "DELETE"},
+            {"name": "compression.type", "operation": "DELETE"}]})
+        assert r.status_code == 204, r.text
+        ours = describe_configs(kafka.bootstrap, ResourceType.BROKER, str(bid))
+        assert ours["compression.type"].value == "producer" and ours["log.retention.bytes"].value == "-1"
+
+        # every broker at once
+        everything = http.get(f"{base}/brokers/-/configs").json()
+        assert everything["kind"] == "KafkaBrokerConfigList"
+        assert everything["metadata"]["self"].endswith(f"{base}/brokers/-/configs")
+        assert {c["name"] for c in everything["data"] if c["broker_id"] == bid} == set(configs)
+
+        # errors as kafka-rest's
+        assert_error(http.get(f"{base}/brokers/{bid}/configs/no.such.config"), 404, 404, "HTTP 404 Not Found")
+        assert_error(http.put(f"{base}/brokers/{bid}/configs/no.such.config", json={"value": "1"}), 404, 404,
+                     f"Config no.such.config cannot be found for BROKER {bid} in cluster {cid}.")
+        assert_error(http.delete(f"{base}/brokers/{bid}/configs/no.such.config"), 404, 404)
+        assert_error(http.post(f"{base}/brokers/{bid}/configs:alter",
+                               json={"data": [{"name": "no.such.config", "value": "1"}]}), 404, 404)
+        assert_error(http.get(f"{base}/brokers/{bid + 100}/configs"), 404, 404, f"Broker {bid + 100} cannot be found.")
+        assert_error(http.put(f"{base}/brokers/{bid + 100}/configs/compression.type", json={"value": "gzip"}),
+                     404, 404)
+        assert_error(http.get(f"{base}/brokers/foobar/configs"), 404, 404)
+        assert_error(http.get(f"/v3/clusters/foobar/brokers/{bid}/configs"), 404, 404,
+                     "Cluster foobar cannot be found.")
+        assert_error(http.put(f"{base}/brokers/{bid}/configs/compression.type", json={"value": "bogus"}), 400, 40002)
+        assert_error(http.put(f"{base}/brokers/{bid}/configs/broker.id", json={"value": "7"}), 400, 40002)
+        assert_error(http.put(f"{base}/brokers/{bid}/configs/compression.type",
+                              headers={"Content-Type": "application/json"}), 422, 42206)
+        assert_error(http.post(f"{base}/brokers/{bid}/configs:alter", content=b"{nope",
+                               headers={"Content-Type": "application/json"}), 400, 400)
+        assert_error(http.put(f"{base}/brokers/{bid}/configs/compression.type", content=b'{"value":"gzip"}',
+                              headers={"Content-Type": "text/plain"}), 415, 415)
+        assert http.get(f"{base}/brokers/{bid}/configs/compression.type").json()["value"] == "producer"
+    finally:
+        http.post(f"{base}/brokers/{bid}/configs:alter", json={"data": [
+            {"name": "compression.type", "operation": "DELETE"},
+            {"name": "log.retention.bytes", "operation": "DELETE"}]})
+
+
+@pytest.mark.skipif(TANSU, reason="Tansu has no DescribeConfigs")
+def test_v3_cluster_wide_broker_config_defaults(kafka, http):
+    from confluent_kafka.admin import ConfigSource, ResourceType
+    cid, base = v3_base(http)
+    bid = http.get(f"{base}/brokers").json()["data"][0]["broker_id"]
+    topic = uniq("v3d")
+    create_topic(kafka.bootstrap, topic)
+    proxy_url = f"http://rest-proxy:{http.base_url.port}"  # host.name of the module's proxy
+    big = "1099511627776"  # 1 TiB: changes nothing for the other tests sharing this broker
+    listing = http.get(f"{base}/broker-configs").json()
+    assert listing["kind"] == "KafkaClusterConfigList"
+    assert listing["metadata"]["self"].endswith(f"{base}/broker-configs")
+    assert "log.retention.bytes" not in [c["name"] for c in listing["data"]]  # only defaults that are set
+    try:
+        assert http.put(f"{base}/broker-configs/log.retention.bytes", json={"value": big}).status_code == 204
+        c = http.get(f"{base}/broker-configs/log.retention.bytes").json()
+        assert c == {"kind": "KafkaClusterConfig",
+                     "metadata": {"self": f"{proxy_url}{base}/broker-configs/log.retention.bytes",
+                                  "resource_name": f"crn:///kafka={cid}/broker-config=log.retention.bytes"},
+                     "cluster_id": cid, "config_type": "BROKER", "name": "log.retention.bytes", "value": big,
+                     "is_default": False, "is_read_only": False, "is_sensitive": False,
+                     "source": "DYNAMIC_DEFAULT_BROKER_CONFIG",
+                     "synonyms": [{"name": "log.retention.bytes", "value": big,
+                                   "source": "DYNAMIC_DEFAULT_BROKER_CONFIG"}]}
+        assert c in http.get(f"{base}/broker-configs").json()["data"]
+        # an independent client sees it as the default of every topic and every broker
+        entry = describe_configs(kafka.bootstrap, ResourceType.TOPIC, topic)["retention.bytes"]
+        assert (entry.value, entry.source) == (big, ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value)
+        b = http.get(f"{base}/brokers/{bid}/configs/log.retention.bytes").json()
+        assert (b["value"], b["source"]) == (big, "DYNAMIC_DEFAULT_BROKER_CONFIG")
+        # several at once (kafka-rest does not check names here: Kafka does)
+        r = http.post(f"{base}/broker-configs:alter", json={"data": [
+            {"name": "log.retention.bytes", "operation": "DELETE"},
+            {"name": "log.segment.bytes", "value": "536870912"}]})
+        assert r.status_code == 204, r.text
+        assert [c["name"] for c in http.get(f"{base}/broker-configs").json()["data"]] == ["log.segment.bytes"]
+        entry = describe_configs(kafka.bootstrap, ResourceType.TOPIC, topic)["segment.bytes"]
+        assert (entry.value, entry.source) == ("536870912", ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value)
+        assert http.delete(f"{base}/broker-configs/log.segment.bytes").status_code == 204
+        assert http.get(f"{base}/broker-configs").json()["data"] == []
+        entry = describe_configs(kafka.bootstrap, ResourceType.TOPIC, topic)["segment.bytes"]
+        assert entry.source == ConfigSource.DEFAULT_CONFIG.value
+
+        assert_error(http.get(f"{base}/broker-configs/log.segment.bytes"), 404, 404, "HTTP 404 Not Found")
+        assert_error(http.delete(f"{base}/broker-configs/log.segment.bytes"), 404, 404,
+                     f"Config log.segment.bytes cannot be found for BROKER  in cluster {cid}.")
+        assert_error(http.put(f"{base}/broker-configs/log.retention.bytes", json={"value": "lots"}), 400, 40002)
+        assert_error(http.put(f"{base}/broker-configs/broker.id", json={"value": "3"}), 400, 40002)
+        assert_error(http.post(f"{base}/broker-configs:alter", headers={"Content-Type": "application/json"}),
+                     422, 42206, "Payload error. Null input provided. Data is required.")
+        assert_error(http.get("/v3/clusters/foobar/broker-configs"), 404, 404)
+        assert_error(http.get(f"{base}/topic-configs"), 404, 404)  # only the broker type exists
+    finally:
+        http.post(f"{base}/broker-configs:alter", json={"data": [
+            {"name": "log.retention.bytes", "operation": "DELETE"},
+            {"name": "log.segment.bytes", "operation": "DELETE"}]})
+
+
+@pytest.mark.skipif(TANSU, reason="Tansu has no ListPartitionReassignments")
+def test_v3_reassignments_of_a_single_broker(kafka, http):
+    """Nothing moves on one broker: empty lists, 404 for a partition (cluster tests show a move)."""
+    cid, base = v3_base(http)
+    topic = uniq("v3r")
+    create_topic(kafka.bootstrap, topic, partitions=2)
+    proxy_url = f"http://rest-proxy:{http.base_url.port}"  # host.name of the module's proxy
+    cluster = http.get(base).json()
+    listing = http.get(cluster["partition_reassignments"]["related"].split(str(http.base_url.port), 1)[1])
+    assert listing.status_code == 200, listing.text
+    assert listing.json() == {"kind": "KafkaReassignmentList",
+                              "metadata": {"self": f"{proxy_url}{base}/topics/-/partitions/-/reassignments",
+                                           "next": None},
+                              "data": []}
+    part = http.get(f"{base}/topics/{topic}/partitions/1").json()
+    assert part["reassignment"]["related"].endswith(f"{base}/topics/{topic}/partitions/1/reassignment")
+    by_topic = http.get(f"{base}/topics/{topic}/partitions/-/reassignment").json()
+    assert by_topic["kind"] == "KafkaReassignmentList" and by_topic["data"] == []
+    assert http.get(f"{base}/topics/{topic}").json()["partition_reassignments"]["related"].endswith(
+        f"{base}/topics/{topic}/partitions/-/reassignment")
+    assert_error(http.get(f"{base}/topics/{topic}/partitions/1/reassignment"), 404, 404, "HTTP 404 Not Found")
+    assert_error(http.get(f"{base}/topics/{topic}/partitions/x/reassignment"), 404, 404)
+    assert http.get(f"{base}/topics/{uniq('none')}/partitions/-/reassignment").json()["data"] == []
+    assert_error(http.get("/v3/clusters/foobar/topics/-/partitions/-/reassignment"), 404, 404,
+                 "Cluster foobar cannot be found.")
+
+
+ACL = {"resource_type": "TOPIC", "resource_name": "orders", "pattern_type": "LITERAL", "principal": "User:alice",
+       "host": "*", "operation": "READ", "permission": "ALLOW"}
+
+
+def test_v3_acls_without_an_authorizer(kafka, http):
+    """Kafka without an authorizer answers SECURITY_DISABLED, kafka-rest 400 40002; josef has
+    no ACL APIs at all and is answered the same way. Bad requests are refused first."""
+    cid, base = v3_base(http)
+    no_authorizer = "No Authorizer is configured on the broker"
+    assert_error(http.get(f"{base}/acls"), 400, 40002, no_authorizer)
+    assert_error(http.get(f"{base}/acls", params={"resource_type": "topic", "principal": "User:alice"}),
+                 400, 40002, no_authorizer)
+    assert_error(http.post(f"{base}/acls", json=ACL), 400, 40002, no_authorizer)
+    assert_error(http.post(f"{base}/acls:batch", json={"data": [ACL, {**ACL, "operation": "WRITE"}]}),
+                 400, 40002, no_authorizer)
+    assert_error(http.delete(f"{base}/acls", params={"resource_type": "TOPIC", "pattern_type": "LITERAL",
+                                                     "operation": "READ", "permission": "ALLOW"}),
+                 400, 40002, no_authorizer)
+    # the request is judged before Kafka is asked
+    assert_error(http.get(f"{base}/acls", params={"resource_type": "table"}), 404, 404,
+                 "The valid values for ResourceType do not include 'table'")
+    assert_error(http.get(f"{base}/acls", params={"operation": "unknown"}), 400, 400,
+                 "Bad Request: operation cannot be UNKNOWN")
+    assert_error(http.delete(f"{base}/acls"), 400, 400, "Bad Request: resource_type cannot be unspecified or UNKNOWN")
+    assert_error(http.post(f"{base}/acls", json={**ACL, "resource_type": "ANY"}), 400, 400,
+                 "Bad Request: resource_type cannot be ANY")
+    assert_error(http.post(f"{base}/acls", json={**ACL, "pattern_type": "MATCH"}), 400, 400,
+                 "Bad Request: pattern_type cannot be MATCH")
+    assert_error(http.post(f"{base}/acls", json={**ACL, "permission": "ANY"}), 400, 400)
+    assert_error(http.post(f"{base}/acls", json={**ACL, "operation": "FLY"}), 400, 400)
+    assert_error(http.post(f"{base}/acls", json={k: v for k, v in ACL.items() if k != "host"}), 400, 400)
+    assert_error(http.post(f"{base}/acls", headers={"Content-Type": "application/json"}), 422, 42206,
+                 "Payload error. Null input provided. Data is required.")
+    assert_error(http.post(f"{base}/acls:batch", json={}), 422, 42206,
+                 "Payload error. Empty input provided. Data is required.")
+    assert_error(http.post(f"{base}/acls", content=json.dumps(ACL), headers={"Content-Type": "text/plain"}),
+                 415, 415)
+    assert_error(http.get("/v3/clusters/foobar/acls"), 404, 404, "Cluster foobar cannot be found.")
+    assert_error(http.post("/v3/clusters/foobar/acls", json=ACL), 404, 404)
+    # an empty batch asks Kafka nothing
+    assert http.post(f"{base}/acls:batch", json={"data": []}).status_code == 204
+
+
+def test_v3_acl_shapes_from_a_kafka_with_an_authorizer():
+    """What the resources render when Kafka has ACLs (josef has none to show): a fake backend."""
+    from josef.rest.app import create_app
+    from josef.rest.kafka import AclSpec
+    from josef.rest.settings import RestSettings
+
+    stored = [AclSpec("TOPIC", "orders", "LITERAL", "User:bob", "*", "WRITE", "ALLOW"),
+              AclSpec("CLUSTER", "kafka-cluster", "LITERAL", "User:alice", "10.0.0.1", "ALTER_CONFIGS", "DENY"),
+              AclSpec("TOPIC", "orders", "LITERAL", "User:alice", "*", "READ", "ALLOW")]
+
+    class FakeBackend:
+        async def run(self, fn, *args):
+            return fn(*args)
+
+        def cluster(self):
+            return "c1", 1, [(1, "127.0.0.1", 9092, None)]
+
+        def describe_acls(self, spec):
+            self.searched = spec
+            return stored
+
+        def create_acls(self, specs):
+            self.created = specs
+
+        def delete_acls(self, spec):
+            self.deleted = spec
+            return stored[:1]
+
+        def close(self):
+            pass
+
+    class NoConsumers:
+        async def start(self):
+            pass
+
+        async def close(self):
+            pass
+
+    backend = FakeBackend()
+    app = create_app(RestSettings({"host.name": "proxy"}), backend=backend, consumers=NoConsumers())
+
+    async def calls():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://proxy:8082") as client:
+            r = await client.get("/v3/clusters/c1/acls",
+                                 params={"resource_type": "topic", "principal": "User:alice"})
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert backend.searched == AclSpec("TOPIC", None, "ANY", "User:alice", None, "ANY", "ANY")
+            assert body["kind"] == "KafkaAclList"
+            assert body["metadata"] == {
+                "self": "http://proxy:8082/v3/clusters/c1/acls?resource_type=TOPIC&resource_name=&pattern_type=ANY"
+                        "&principal=User%3Aalice&host=&operation=ANY&permission=ANY", "next": None}
+            # kafka-rest's order: resource type, name, pattern, principal, host, operation, permission
+            assert [(a["resource_type"], a["principal"]) for a in body["data"]] == [
+                ("TOPIC", "User:alice"), ("TOPIC", "User:bob"), ("CLUSTER", "User:alice")]
+            assert body["data"][0] == {
+                "kind": "KafkaAcl",
+                "metadata": {"self": "http://proxy:8082/v3/clusters/c1/acls?resource_type=TOPIC"
+                                     "&resource_name=orders&pattern_type=LITERAL&principal=User%3Aalice&host=*"
+                                     "&operation=READ&permission=ALLOW"},
+                "cluster_id": "c1", "resource_type": "TOPIC", "resource_name": "orders", "pattern_type": "LITERAL",
+                "principal": "User:alice", "host": "*", "operation": "READ", "permission": "ALLOW"}
+            r = await client.post("/v3/clusters/c1/acls",
+                                  json={**ACL, "operation": "read", "principal": "User:a b"})
+            assert r.status_code == 201 and r.content == b""
+            assert r.headers["location"].endswith("principal=User%3Aa+b&host=*&operation=READ&permission=ALLOW")
+            assert backend.created == [AclSpec("TOPIC", "orders", "LITERAL", "User:a b", "*", "READ", "ALLOW")]
+            r = await client.delete("/v3/clusters/c1/acls", params={
+                "resource_type": "TOPIC", "pattern_type": "ANY", "operation": "ANY", "permission": "ANY"})
+            assert r.status_code == 200 and list(r.json()) == ["data"]
+            assert r.json()["data"][0]["principal"] == "User:bob"
+            assert backend.deleted == AclSpec("TOPIC", None, "ANY", None, None, "ANY", "ANY")
+
+    asyncio.run(asyncio.wait_for(calls(), 30))
+
+
 # -- running inside another asyncio program (josef serve) ----------------------------------------
 
 def test_serve_rest_inside_a_running_loop(kafka):

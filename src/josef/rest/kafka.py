@@ -407,3 +407,299 @@ class KafkaBackend:
                 end_of[(tp.topic, tp.partition)] = tp.offset
         return sorted((tp.topic, tp.partition, tp.offset, end_of.get((tp.topic, tp.partition), tp.offset))
                       for tp in committed)
+
+    # -- v3 broker configs, reassignments, ACLs ------------------------------------------------
+    # librdkafka lacks what some of these need (the cluster-wide `<default>` broker entity,
+    # ListPartitionReassignments, duplicate config synonyms): those go over the wire with
+    # josef's own client, to the broker Kafka expects (the broker itself for its configs,
+    # the controller for reassignments). The wire client speaks PLAINTEXT only; where a
+    # broker cannot be reached that way, per-broker configs fall back to librdkafka.
+
+    def _bootstrap_addresses(self) -> list[tuple[str, int]]:
+        out = []
+        for item in self.settings.bootstrap_servers.split(","):
+            host, _, port = item.strip().rpartition(":")
+            if host and port.isdigit():
+                out.append((host.strip("[]"), int(port)))
+        return out
+
+    def _addresses(self, broker_id: int | None = None, controller: bool = False) -> list[tuple[str, int]]:
+        """Where to send a request: broker `broker_id` only, else the controller first (when
+        asked) and then every known broker and the bootstrap servers."""
+        _, controller_id, brokers = self.cluster()
+        by_id = {b[0]: (b[1], b[2]) for b in brokers}
+        if broker_id is not None:
+            return [by_id[broker_id]] if broker_id in by_id else []
+        first = [by_id[controller_id]] if controller and controller_id in by_id else []
+        rest = [by_id[i] for i in sorted(by_id)] + self._bootstrap_addresses()
+        return list(dict.fromkeys(first + rest))
+
+    def _wire_request(self, addresses: list[tuple[str, int]], api_key: int, make):
+        """The response of the first broker in `addresses` that answers; `make(version)` builds
+        the request for the version negotiated with it."""
+        from josef.client.wire import KafkaConnection, WireError, client_versions
+        last = "no broker address"
+        for host, port in addresses:
+            try:
+                with KafkaConnection(host, port, timeout=self.timeout, client_id="josef-rest-admin") as conn:
+                    versions = conn.api_versions()
+                    lo, hi = versions.get(api_key, (0, -1))
+                    ours = client_versions(api_key)
+                    if min(hi, ours.stop - 1) < max(lo, ours.start):
+                        raise _ApiUnsupported(api_key)
+                    return conn.request(make(min(hi, ours.stop - 1)))
+            except WireError as e:
+                last = str(e)
+        raise _WireUnreachable(last)
+
+    # broker configs --------------------------------------------------------------------------
+    def broker_configs(self, broker_id: int | None) -> list["ConfigInfo"]:
+        """Configs of broker `broker_id`, or the cluster-wide dynamic defaults (`None`), sorted
+        by name, with every synonym."""
+        from josef.protocol.entities import to_entity
+        from josef.protocol.kio_codec import request_class
+        name = "" if broker_id is None else str(broker_id)
+
+        def make(version):
+            return to_entity(request_class(32, version), {
+                "resources": [{"resource_type": _BROKER_RESOURCE, "resource_name": name,
+                               "configuration_keys": None}],
+                "include_synonyms": True, "include_documentation": False})
+        try:
+            response = self._wire_request(self._addresses(broker_id), 32, make)
+        except _WireUnreachable as e:
+            if broker_id is None:
+                raise errors.RestError(500, errors.KAFKA_ERROR, f"Kafka error: {e}") from None
+            return self._broker_configs_librdkafka(broker_id)
+        except _ApiUnsupported as e:
+            raise e.rest_error() from None
+        result = response.results[0]
+        code = int(result.error_code)
+        if code:
+            raise _kafka_code_error(code, result.error_message)
+        out = []
+        for c in result.configs:
+            source = _config_source(getattr(c, "config_source", None), getattr(c, "is_default", False))
+            out.append(ConfigInfo(c.name, c.value, source == "DEFAULT_CONFIG", bool(c.read_only),
+                                  bool(c.is_sensitive), source,
+                                  [(s.name, s.value, _config_source(s.source, False))
+                                   for s in (getattr(c, "synonyms", None) or ())]))
+        return sorted(out, key=lambda info: info.name)
+
+    def _broker_configs_librdkafka(self, broker_id: int) -> list["ConfigInfo"]:
+        from confluent_kafka.admin import ConfigResource
+        futures = self.admin.describe_configs([ConfigResource(ConfigResource.Type.BROKER, str(broker_id))],
+                                              request_timeout=self.timeout)
+        entries = self._admin_result(next(iter(futures.values())))
+        return [ConfigInfo(e.name, e.value, bool(e.is_default), bool(e.is_read_only), bool(e.is_sensitive),
+                           _config_source(e.source, False),
+                           [(s.name, s.value, _config_source(s.source, False)) for s in (e.synonyms or {}).values()])
+                for e in (entries[k] for k in sorted(entries))]
+
+    def alter_broker_configs(self, broker_id: int | None, ops: list[tuple[str, str | None, str]],
+                             validate_only: bool = False) -> None:
+        """Incremental SET/DELETE on broker `broker_id` or on the cluster-wide default (`None`)."""
+        from josef.protocol.entities import to_entity
+        from josef.protocol.kio_codec import request_class
+        name = "" if broker_id is None else str(broker_id)
+        op_codes = {"SET": 0, "DELETE": 1}
+
+        def make(version):
+            return to_entity(request_class(44, version), {
+                "validate_only": validate_only,
+                "resources": [{"resource_type": _BROKER_RESOURCE, "resource_name": name,
+                               "configs": [{"name": k, "config_operation": op_codes[op], "value": v}
+                                           for k, v, op in ops]}]})
+        try:
+            response = self._wire_request(self._addresses(broker_id), 44, make)
+        except _WireUnreachable as e:
+            if broker_id is None:
+                raise errors.RestError(500, errors.KAFKA_ERROR, f"Kafka error: {e}") from None
+            return self._alter_broker_configs_librdkafka(broker_id, ops, validate_only)
+        except _ApiUnsupported as e:
+            raise e.rest_error() from None
+        for r in response.responses:
+            code = int(r.error_code)
+            if code:
+                raise _kafka_code_error(code, r.error_message)
+
+    def _alter_broker_configs_librdkafka(self, broker_id: int, ops, validate_only: bool) -> None:
+        from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+        entries = [ConfigEntry(k, v, incremental_operation=getattr(AlterConfigOpType, op)) for k, v, op in ops]
+        resource = ConfigResource(ConfigResource.Type.BROKER, str(broker_id), incremental_configs=entries)
+        futures = self.admin.incremental_alter_configs([resource], request_timeout=self.timeout,
+                                                       validate_only=validate_only)
+        self._admin_result(next(iter(futures.values())))
+
+    # reassignments ---------------------------------------------------------------------------
+    def reassignments(self) -> list[tuple[str, int, list[int], list[int]]]:
+        """Ongoing partition reassignments: [(topic, partition, adding, removing)], sorted."""
+        from josef.protocol.entities import to_entity
+        from josef.protocol.kio_codec import request_class
+
+        def make(version):
+            return to_entity(request_class(46, version), {"timeout": int(self.timeout * 1000), "topics": None})
+        for attempt in range(3):
+            try:
+                response = self._wire_request(self._addresses(controller=True), 46, make)
+            except _WireUnreachable as e:
+                raise errors.RestError(500, errors.KAFKA_ERROR, f"Kafka error: {e}") from None
+            except _ApiUnsupported as e:
+                raise e.rest_error() from None
+            code = int(response.error_code)
+            if code == _NOT_CONTROLLER and attempt < 2:
+                time.sleep(0.2)  # the controller moved: ask again with fresh metadata
+                continue
+            if code:
+                raise _kafka_code_error(code, response.error_message)
+            break
+        out = []
+        for t in response.topics:
+            for p in t.partitions:
+                out.append((t.name, int(p.partition_index), [int(b) for b in p.adding_replicas],
+                            [int(b) for b in p.removing_replicas]))
+        return sorted(out)
+
+    # ACLs ------------------------------------------------------------------------------------
+    def describe_acls(self, acl_filter: "AclSpec") -> list["AclSpec"]:
+        from confluent_kafka import KafkaException
+        try:
+            future = self.admin.describe_acls(acl_filter.to_filter(), request_timeout=self.timeout)
+            bindings = future.result(self.timeout + 1)
+        except KafkaException as e:
+            raise _acl_error(e.args[0]) from None
+        return [AclSpec.from_binding(b) for b in bindings or ()]
+
+    def create_acls(self, acls: list["AclSpec"]) -> None:
+        from confluent_kafka import KafkaException
+        if not acls:
+            return
+        try:
+            futures = self.admin.create_acls([a.to_binding() for a in acls], request_timeout=self.timeout)
+            for future in futures.values():
+                future.result(self.timeout + 1)
+        except KafkaException as e:
+            raise _acl_error(e.args[0]) from None
+
+    def delete_acls(self, acl_filter: "AclSpec") -> list["AclSpec"]:
+        from confluent_kafka import KafkaException
+        try:
+            futures = self.admin.delete_acls([acl_filter.to_filter()], request_timeout=self.timeout)
+            deleted = []
+            for future in futures.values():
+                deleted.extend(future.result(self.timeout + 1) or ())
+        except KafkaException as e:
+            raise _acl_error(e.args[0]) from None
+        return [AclSpec.from_binding(b) for b in deleted]
+
+
+# -- helpers of the v3 admin resources ------------------------------------------------------------
+_BROKER_RESOURCE = 4  # ConfigResource type BROKER on the wire
+_NOT_CONTROLLER = 41
+# DescribeConfigs' config_source ids and the names kafka-rest shows (ConfigSource)
+_CONFIG_SOURCES = {0: "UNKNOWN", 1: "DYNAMIC_TOPIC_CONFIG", 2: "DYNAMIC_BROKER_CONFIG",
+                   3: "DYNAMIC_DEFAULT_BROKER_CONFIG", 4: "STATIC_BROKER_CONFIG", 5: "DEFAULT_CONFIG",
+                   6: "DYNAMIC_BROKER_LOGGER_CONFIG", 8: "DYNAMIC_GROUP_CONFIG"}
+_API_NAMES = {32: "DESCRIBE_CONFIGS", 44: "INCREMENTAL_ALTER_CONFIGS", 46: "LIST_PARTITION_REASSIGNMENTS"}
+NO_AUTHORIZER = "No Authorizer is configured on the broker"
+
+
+def _config_source(source, is_default: bool) -> str:
+    if source is None:  # DescribeConfigs v0 has only is_default
+        return "DEFAULT_CONFIG" if is_default else "UNKNOWN"
+    return _CONFIG_SOURCES.get(int(getattr(source, "value", source)), "UNKNOWN")
+
+
+@dataclass
+class ConfigInfo:
+    name: str
+    value: str | None
+    is_default: bool
+    is_read_only: bool
+    is_sensitive: bool
+    source: str
+    synonyms: list[tuple[str, str | None, str]]
+
+
+class _WireUnreachable(Exception):
+    pass
+
+
+class _ApiUnsupported(Exception):
+    def __init__(self, api_key: int):
+        super().__init__(api_key)
+        self.api_key = api_key
+
+    def rest_error(self) -> errors.RestError:
+        # the Java client's UnsupportedVersionException, which kafka-rest answers 400 40002
+        name = _API_NAMES.get(self.api_key, str(self.api_key))
+        return errors.RestError(400, errors.KAFKA_BAD_REQUEST, f"The node does not support {name}")
+
+
+def _kafka_code_error(code: int, message: str | None) -> errors.RestError:
+    """A Kafka protocol error code as kafka-rest answers the matching Java exception."""
+    from confluent_kafka import KafkaError
+    err = KafkaError(code)
+    status, rest_code = errors.kafka_error_code(err)
+    return errors.RestError(status, rest_code, message or err.str())
+
+
+def _acl_error(err) -> errors.RestError:
+    """Kafka without an authorizer answers SECURITY_DISABLED, kafka-rest 400 40002; a broker
+    without the ACL APIs at all (josef) is answered the same way."""
+    if err.name() in ("SECURITY_DISABLED", "_UNSUPPORTED_FEATURE", "UNSUPPORTED_VERSION"):
+        return errors.RestError(400, errors.KAFKA_BAD_REQUEST, NO_AUTHORIZER)
+    return errors.from_kafka_error(err)
+
+
+# Kafka's enum ids (the wire values), under kafka-rest's names
+ACL_RESOURCE_TYPES = {"UNKNOWN": 0, "ANY": 1, "TOPIC": 2, "GROUP": 3, "CLUSTER": 4, "TRANSACTIONAL_ID": 5,
+                      "DELEGATION_TOKEN": 6}
+ACL_PATTERN_TYPES = {"UNKNOWN": 0, "ANY": 1, "MATCH": 2, "LITERAL": 3, "PREFIXED": 4}
+ACL_OPERATIONS = {"UNKNOWN": 0, "ANY": 1, "ALL": 2, "READ": 3, "WRITE": 4, "CREATE": 5, "DELETE": 6, "ALTER": 7,
+                  "DESCRIBE": 8, "CLUSTER_ACTION": 9, "DESCRIBE_CONFIGS": 10, "ALTER_CONFIGS": 11,
+                  "IDEMPOTENT_WRITE": 12}
+ACL_PERMISSIONS = {"UNKNOWN": 0, "ANY": 1, "DENY": 2, "ALLOW": 3}
+
+
+def _enum_name(table: dict[str, int], value) -> str:
+    number = int(getattr(value, "value", value))
+    return next((k for k, v in table.items() if v == number), "UNKNOWN")
+
+
+@dataclass
+class AclSpec:
+    """An ACL binding or filter with kafka-rest's enum names; None matches anything in a filter."""
+    resource_type: str
+    resource_name: str | None
+    pattern_type: str
+    principal: str | None
+    host: str | None
+    operation: str
+    permission: str
+
+    def _args(self):
+        from confluent_kafka.admin import AclOperation, AclPermissionType, ResourcePatternType, ResourceType
+        try:
+            return (ResourceType(ACL_RESOURCE_TYPES[self.resource_type]), self.resource_name,
+                    ResourcePatternType(ACL_PATTERN_TYPES[self.pattern_type]), self.principal, self.host,
+                    AclOperation(ACL_OPERATIONS[self.operation]), AclPermissionType(ACL_PERMISSIONS[self.permission]))
+        except ValueError as e:  # DELEGATION_TOKEN: librdkafka has no such resource type
+            raise errors.RestError(400, errors.KAFKA_BAD_REQUEST, f"Kafka error: {e}") from None
+
+    def to_filter(self):
+        from confluent_kafka.admin import AclBindingFilter
+        return AclBindingFilter(*self._args())
+
+    def to_binding(self):
+        from confluent_kafka.admin import AclBinding
+        try:
+            return AclBinding(*self._args())
+        except (ValueError, TypeError) as e:
+            raise errors.RestError(400, 400, f"Bad Request: {e}") from None
+
+    @classmethod
+    def from_binding(cls, b) -> "AclSpec":
+        return cls(_enum_name(ACL_RESOURCE_TYPES, b.restype), b.name, _enum_name(ACL_PATTERN_TYPES,
+                   b.resource_pattern_type), b.principal, b.host, _enum_name(ACL_OPERATIONS, b.operation),
+                   _enum_name(ACL_PERMISSIONS, b.permission_type))

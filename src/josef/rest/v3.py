@@ -2,7 +2,8 @@
 clusters, brokers, topics (list, get, create, PATCH partitions_count, delete), topic configs
 (list, get, set, reset, `:alter`), partitions and replicas, produce records (one or a stream
 of JSON records per request, one delivery report each, errors per record inside HTTP 200),
-consumer groups with their consumers and lag summary (read-only).
+consumer groups with their consumers and lag summary (read-only). Broker configs, cluster-wide
+broker config defaults, partition reassignments and ACLs are in josef.rest.v3_admin.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import codecs
 import json
 import logging
 from datetime import datetime, timezone
+from types import SimpleNamespace
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -52,7 +54,8 @@ def _reply(body, status: int = 200, headers: dict | None = None) -> Response:
 
 
 def _not_found(detail: str) -> RestError:
-    return RestError(404, 404, f"Not Found: {detail}")
+    """kafka-rest's `new NotFoundException(message)`: the message as it is, code 404."""
+    return RestError(404, 404, detail)
 
 
 def _topic_not_found() -> RestError:
@@ -628,3 +631,8 @@ def register_v3(app: FastAPI, ctx) -> None:
                               "max_lag_client_id": m.client_id,
                               "max_lag_consumer": rel(request, cid, "consumer-groups", gid, "consumers", m.member_id)})
         return _reply(body_)
+
+    from josef.rest.v3_admin import register_v3_admin
+    register_v3_admin(app, ctx, SimpleNamespace(accept=accept, body=body, url=url, crn=crn, meta=meta, rel=rel,
+                                                collection=collection, check_cluster=check_cluster,
+                                                not_found=_not_found, reply=_reply))
