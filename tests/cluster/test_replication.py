@@ -162,6 +162,9 @@ def test_sigterm_hands_leadership_over_first(cluster_factory):
         assert time.monotonic() - started < 15
         survivor = next(i for i in (1, 2, 3) if i != victim)
         assert all(l not in (victim, -1) for l in cluster.leaders(topic, survivor).values())
+        # the stopped broker leaves every ISR at once (well before the controller's 10 s safety pass)
+        wait_for(lambda: all(victim not in isr(cluster, topic, p, survivor) for p in range(3)), 5, interval=0.1,
+                 what="the stopped broker out of every ISR")
         before = sum(1 for e in list(outcome.values()) if e is None)
         wait_for(lambda: sum(1 for e in list(outcome.values()) if e is None) > before + 300, 30,
                  what="writes acknowledged after the hand-over")

@@ -253,8 +253,9 @@ class Broker:
         try:
             await asyncio.get_running_loop().run_in_executor(None, self.store.deregister)
         except Exception as e:
-            log.warning("controlled shutdown: could not deregister: %s", e)
+            log.warning("controlled shutdown: could not deregister: %r", e)
             return
+        await self.fetchers.stop()  # a follower on its way out must not rejoin any ISR
         timeout = self.config["zookeeper.session.timeout.ms"] / 1000
         if not await self.when(leads_nothing_movable, timeout):
             log.warning("controlled shutdown: leadership not moved within %.1fs", timeout)

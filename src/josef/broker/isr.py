@@ -104,6 +104,7 @@ class Replication:
         follower.last_fetch_at, follower.leader_end_at_last_fetch = now, plog.log_end_offset
         state = self._state(key)
         if (state is not None and replica not in state.isr and replica not in led.adding
+                and replica in self.broker.store.snapshot.brokers  # not one on its way out
                 and fetch_offset >= max(plog.high_watermark, self._epoch_start(plog))):
             self._change_isr(key, led, add=replica)  # it has everything committed: it may join
         self.advance(key)

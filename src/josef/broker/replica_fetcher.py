@@ -35,8 +35,11 @@ class ReplicaFetchers:
         self.tasks: dict[int, asyncio.Task] = {}
         self.validated: dict[tuple[str, int], int] = {}  # leader epoch our log was checked against
         self.quota = Quota()  # follower.replication.throttled.rate, shared by every fetcher
+        self.closed = False
 
     def on_metadata(self, snapshot) -> None:
+        if self.closed:
+            return
         me = self.broker.broker_id
         wanted: dict[int, set[tuple[str, int]]] = {}
         for topic in snapshot.topics.values():
@@ -49,7 +52,8 @@ class ReplicaFetchers:
                 self.tasks[leader] = asyncio.get_running_loop().create_task(self._run(leader))
 
     async def stop(self) -> None:
-        for task in self.tasks.values():
+        self.closed = True
+        for task in list(self.tasks.values()):
             task.cancel()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
         self.tasks.clear()

@@ -89,6 +89,10 @@ class KafkaConnection:
         self.close()
 
     def close(self) -> None:
+        try:  # wakes a thread blocked reading this socket, which close() alone does not
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self._sock.close()
 
     def request(self, entity, api_version: int | None = None):
