@@ -438,6 +438,9 @@ class KafkaBackend:
         """The response of the first broker in `addresses` that answers; `make(version)` builds
         the request for the version negotiated with it."""
         from josef.client.wire import KafkaConnection, WireError, client_versions
+        protocol = self.settings.client_config("admin").get("security.protocol", "plaintext")
+        if protocol.lower() != "plaintext":
+            raise _WireUnreachable(f"this request needs a PLAINTEXT listener (security.protocol is {protocol})")
         last = "no broker address"
         for host, port in addresses:
             try:

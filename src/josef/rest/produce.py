@@ -75,10 +75,14 @@ def _serialize_binary(data) -> bytes | None:
         raise errors.bad_request(f"data={_render(data)} is not a valid base64 string.") from None
 
 
+# json.dumps with arguments builds an encoder per call; one shared encoder is the same output
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _serialize_json(data) -> bytes | None:
     if data is None:
         return None
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _JSON.encode(data).encode("utf-8")
 
 
 def _render(data) -> str:

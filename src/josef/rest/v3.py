@@ -11,6 +11,8 @@ import asyncio
 import base64
 import binascii
 import codecs
+import collections
+import functools
 import json
 import logging
 from datetime import datetime, timezone
@@ -26,6 +28,7 @@ from josef.rest.util import reject_json_constant, expect_int, expect_list, expec
 
 TAGS = ["v3"]
 log = logging.getLogger("josef.rest")
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # json.dumps, minus an encoder per call
 
 
 class _RecordStream(Response):
@@ -62,11 +65,15 @@ def _topic_not_found() -> RestError:
     return RestError(404, 404, "This server does not host this topic-partition.")
 
 
+@functools.lru_cache(maxsize=256)
+def _iso_seconds(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+
+
 def _iso(ms: int | None) -> str | None:
     if ms is None or ms < 0:
         return None
-    dt = datetime.fromtimestamp(ms / 1000.0, tz=timezone.utc)
-    text = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    text = _iso_seconds(ms // 1000)  # the records of a stream mostly share their second
     if ms % 1000:
         text += f".{ms % 1000:03d}"
     return text + "Z"
@@ -430,7 +437,7 @@ def register_v3(app: FastAPI, ctx) -> None:
             if not isinstance(value, str):
                 raise errors.bad_request(f"data={json.dumps(value)[:200]} is not a string.")
             return fmt, value.encode("utf-8")
-        return fmt, json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return fmt, _JSON.encode(value).encode("utf-8")
 
     def parse_record(obj, count: int | None):
         obj = expect_object(obj, "ProduceRequest")
@@ -471,10 +478,20 @@ def register_v3(app: FastAPI, ctx) -> None:
 
     async def _produce_stream(request: Request, cid: str, name: str, count: int):
         """Parse JSON records as they arrive, produce each, and answer each in order as its
-        delivery report comes back (errors of one record do not end the stream)."""
+        delivery report comes back (errors of one record do not end the stream).
+
+        The records of one received chunk go to the producer in one executor call, and the
+        answers that are ready together leave in one write: a stream of many records costs a
+        thread hop per chunk, not per record, while a client that waits for each answer
+        before sending the next record still gets it at once."""
         loop = asyncio.get_running_loop()
-        answers: asyncio.Queue = asyncio.Queue()
+        pending: collections.deque = collections.deque()  # answers in record order; None ends
+        arrived = asyncio.Event()
         limit = ctx.settings.request_max_bytes
+
+        def push(item) -> None:
+            pending.append(item)
+            arrived.set()
 
         async def read_and_produce():
             decoder = json.JSONDecoder(parse_constant=reject_json_constant)
@@ -484,10 +501,11 @@ def register_v3(app: FastAPI, ctx) -> None:
                 async for chunk in request.stream():
                     total += len(chunk)
                     if total > limit:
-                        await answers.put(errors.http_error(413).body())
+                        push(errors.http_error(413).body())
                         return
                     buf = buf[pos:] + utf8.decode(chunk)
                     pos = 0
+                    objs = []
                     while True:
                         while pos < len(buf) and buf[pos].isspace():
                             pos += 1
@@ -497,8 +515,11 @@ def register_v3(app: FastAPI, ctx) -> None:
                             obj, pos = decoder.raw_decode(buf, pos)
                         except json.JSONDecodeError:
                             break  # incomplete: wait for more bytes (judged at the end)
-                        seen += 1
-                        await answers.put(await produce_one(obj))
+                        objs.append(obj)
+                    seen += len(objs)
+                    if objs:
+                        for item in await produce_many(objs):
+                            push(item)
                 buf = buf[pos:] + utf8.decode(b"", final=True)
                 if buf.strip():
                     try:
@@ -506,40 +527,64 @@ def register_v3(app: FastAPI, ctx) -> None:
                         err = "Unexpected content after a record"
                     except json.JSONDecodeError as e:
                         err = f"Unexpected character at line {e.lineno} column {e.colno}: {e.msg}"
-                    await answers.put(RestError(400, 400, f"Bad Request: {err}").body())
+                    push(RestError(400, 400, f"Bad Request: {err}").body())
                 elif seen == 0:
-                    await answers.put(RestError(422, errors.INVALID_PAYLOAD,
-                                                "Payload error. Request body is empty. Data is required.").body())
+                    push(RestError(422, errors.INVALID_PAYLOAD,
+                                   "Payload error. Request body is empty. Data is required.").body())
             except UnicodeDecodeError:
-                await answers.put(errors.json_error("Invalid UTF-8 in request body").body())
+                push(errors.json_error("Invalid UTF-8 in request body").body())
             except Exception:
                 log.exception("v3 produce stream failed")
-                await answers.put(errors.internal_error().body())
+                push(errors.internal_error().body())
             finally:
-                await answers.put(None)
+                push(None)
 
-        async def produce_one(obj):
-            """An error body now, or a future of the answer once the record is delivered."""
-            try:
-                rec, kf, vf = parse_record(obj, count)
-            except RestError as e:
-                return e.body()
-            future = loop.create_future()
-            await backend.run(backend.enqueue, name, [rec], ProduceBatch(1, loop, future))
-            return (future, kf, vf, rec[1], rec[2])
+        async def produce_many(objs: list) -> list:
+            """Per record, in order: an error body now, or (future of the delivery, formats,
+            key, value); the valid records are enqueued in one executor call."""
+            items, batch = [], []
+            for obj in objs:
+                try:
+                    rec, kf, vf = parse_record(obj, count)
+                except RestError as e:
+                    items.append(e.body())
+                    continue
+                future = loop.create_future()
+                batch.append((rec, ProduceBatch(1, loop, future)))
+                items.append((future, kf, vf, rec[1], rec[2]))
+            if batch:
+                await backend.run(enqueue_each, name, batch)
+            return items
+
+        def enqueue_each(topic: str, batch: list) -> None:
+            for rec, report in batch:
+                backend.enqueue(topic, [rec], report)
+
+        def ready(item) -> bool:
+            return isinstance(item, dict) or item[0].done()
+
+        def answer(item) -> bytes:
+            if not isinstance(item, dict):
+                future, kf, vf, key, value = item
+                item = render(cid, name, future.result()[0], kf, vf, key, value)
+            return _JSON.encode(item).encode("utf-8")
 
         reader = asyncio.create_task(read_and_produce())
         try:
             first = True
             while True:
-                item = await answers.get()
-                if item is None:
+                while not pending:
+                    arrived.clear()
+                    await arrived.wait()
+                head = pending[0]
+                if head is None:
                     break
-                if not isinstance(item, dict):
-                    future, kf, vf, key, value = item
-                    item = render(cid, name, (await future)[0], kf, vf, key, value)
-                yield (b"" if first else b"\n") + json.dumps(item, ensure_ascii=False,
-                                                             separators=(",", ":")).encode("utf-8")
+                if not ready(head):
+                    await asyncio.wait([head[0]])
+                out = []
+                while pending and pending[0] is not None and ready(pending[0]):
+                    out.append(answer(pending.popleft()))
+                yield (b"" if first else b"\n") + b"\n".join(out)
                 first = False
         finally:
             if not reader.done():
