@@ -110,14 +110,6 @@ class ZooKeeperServer:
             time.sleep(0.05)
 
 
-def ensemble(base_dir: Path, client_ports: list[int], quorum_ports: list[int], election_ports: list[int],
-             host: str = "127.0.0.1", tick_time_ms: int = 500) -> list[ZooKeeperServer]:
-    """The members of an ensemble on one host, member i in `base_dir/zookeeper-i`."""
-    peers = [Peer(i + 1, host, quorum_ports[i], election_ports[i]) for i in range(len(client_ports))]
-    return [ZooKeeperServer(Path(base_dir) / f"zookeeper-{i + 1}", port, host, i + 1, peers, tick_time_ms)
-            for i, port in enumerate(client_ports)]
-
-
 def pid_alive(pid: int) -> bool:
     """A process that exists and is not a zombie (PID 1 on these machines reaps late)."""
     try:
