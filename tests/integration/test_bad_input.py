@@ -113,7 +113,7 @@ def test_random_and_truncated_frames_then_normal_use(broker):
             f = bytearray(struct.pack(">i", cut - 4)) + f[4:cut]
         else:  # random payload
             body = bytes(rng.randrange(256) for _ in range(rng.randint(1, 80)))
-            f = bytearray(struct.pack(">i", len(body) + 8) + struct.pack(">hhi", rng.choice([0, 1, 2, 3, 18, 19, 20, 22, 23, 37, 60]), rng.randint(0, 13), 1) + body)
+            f = bytearray(struct.pack(">i", len(body) + 8) + struct.pack(">hhi", rng.choice([0, 1, 2, 3, 18, 19, 20, 22, 23, 37, 43, 44, 45, 46, 60]), rng.randint(0, 13), 1) + body)
         send_frames(broker.port, [bytes(f)])
     assert broker.proc.poll() is None, broker.log()
     records = [(None, b"after-fuzz-%d" % i) for i in range(20)]
@@ -139,3 +139,29 @@ def test_produce_v0_to_v2_are_refused_per_partition(broker):
         assert (count, index, error) == (1, 3, 35)  # UNSUPPORTED_VERSION
         expected = 4 + 4 + 4 + 2 + 4 + 4 + 4 + 2 + 8 + (8 if version >= 2 else 0) + (4 if version >= 1 else 0)
         assert len(answer) == expected
+
+
+def test_hostile_reassignment_and_election_requests_get_error_codes(broker):
+    from josef.client.wire import KafkaConnection, request_class
+    from josef.protocol.entities import to_entity
+
+    topic = topic_name("hostile")
+    create_topic(broker.bootstrap, topic)
+    with KafkaConnection("127.0.0.1", broker.port) as conn:
+        moves = conn.request(to_entity(request_class(45, 0), {"timeout": 1000, "topics": [
+            {"name": topic, "partitions": [{"partition_index": 0, "replicas": [1, 1]},
+                                           {"partition_index": -5, "replicas": [1]},
+                                           {"partition_index": 1 << 30, "replicas": None}]},
+            {"name": "no-such-topic", "partitions": [{"partition_index": 0, "replicas": [2**31 - 1]}]},
+            {"name": topic, "partitions": [{"partition_index": 0, "replicas": []}]}]}))
+        codes = sorted(p.error_code for t in moves.responses for p in t.partitions)
+        assert codes == sorted([3, 3, 3, 39])  # UNKNOWN_TOPIC_OR_PARTITION x3, INVALID_REPLICA_ASSIGNMENT
+        listed = conn.request(to_entity(request_class(46, 0), {"timeout": 1000, "topics": [
+            {"name": topic, "partition_indexes": [-1, 0, 1 << 30]}]}))
+        assert listed.error_code == 0 and listed.topics == ()
+        elected = conn.request(to_entity(request_class(43, 2), {"election_type": 7, "timeout": 1000,
+                                                                "topic_partitions": [{"topic": topic,
+                                                                                      "partitions": [0, -1]}]}))
+        codes = {p.partition_id: p.error_code for r in elected.replica_election_results for p in r.partition_result}
+        assert codes == {0: 42, -1: 3}  # INVALID_REQUEST for an unknown election type
+    assert broker.proc.poll() is None, broker.log()
