@@ -43,8 +43,52 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
+class BrokerControl:
+    """Start, watch, stop and kill a broker process in its own session; the class using it has
+    `proc`, `port` (where it answers once up), `log_path` and `label`."""
+
+    STOP_TIMEOUT = 10.0
+
+    def launch(self, args: list[str], env: dict | None = None, timeout: float = 10.0):
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        try:
+            wait_for(lambda: self.proc.poll() is not None or port_open(self.port), timeout, what="broker port")
+        except AssertionError:
+            self.kill()
+            raise
+        if self.proc.poll() is not None:
+            raise AssertionError(f"{self.label} exited with {self.proc.returncode}:\n{self.log()}")
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float | None = None) -> int:
+        """SIGTERM and wait: the exit status of a clean shutdown."""
+        timeout = self.STOP_TIMEOUT if timeout is None else timeout
+        if not self.running:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"{self.label} did not stop within {timeout}s after SIGTERM")
+
+    def kill(self) -> None:
+        if self.running:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
 @dataclass
-class BrokerProcess:
+class BrokerProcess(BrokerControl):
     """A `josef serve` process (or Tansu when JOSEF_TEST_BROKER=tansu) on a free port."""
 
     data_dir: Path
@@ -52,6 +96,7 @@ class BrokerProcess:
     extra: list[str] = field(default_factory=list)
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
+    label = "broker"
 
     @property
     def bootstrap(self) -> str:
@@ -68,37 +113,7 @@ class BrokerProcess:
     def start(self, timeout: float = 10.0) -> "BrokerProcess":
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir.parent / f"broker-{self.port}.log"
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        log.close()
-        try:
-            wait_for(lambda: self.proc.poll() is not None or port_open(self.port), timeout, what="broker port")
-        except AssertionError:
-            self.kill()
-            raise
-        if self.proc.poll() is not None:
-            raise AssertionError(f"broker exited with {self.proc.returncode}:\n{self.log()}")
-        return self
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
-
-    def stop(self, timeout: float = 10.0) -> int:
-        """SIGTERM and wait: the exit status of a clean shutdown."""
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"broker did not stop within {timeout}s after SIGTERM")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
+        return self.launch(self.command(), timeout=timeout)
 
     def restart(self) -> "BrokerProcess":
         self.stop()

@@ -6,7 +6,6 @@ clusters of different tests never see each other.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import uuid
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from josef.cluster.zookeeper_server import ZooKeeperServer
-from tests.conftest import BIN, free_port, port_open, wait_for
+from tests.conftest import BIN, BrokerControl, free_port, wait_for
 
 # test-friendly settings: fast session expiry, groups form at once, a small offsets topic
 CLUSTER_DEFAULTS = {
@@ -43,7 +42,7 @@ def zookeeper(tmp_path_factory):
 
 
 @dataclass
-class ClusterBroker:
+class ClusterBroker(BrokerControl):
     broker_id: int
     zk_connect: str
     data_dir: Path
@@ -51,6 +50,11 @@ class ClusterBroker:
     port: int = field(default_factory=free_port)  # HOST listener: clients
     internal_port: int = field(default_factory=free_port)  # INTERNAL listener: brokers
     proc: subprocess.Popen | None = None
+    STOP_TIMEOUT = 20.0
+
+    @property
+    def label(self) -> str:
+        return f"broker {self.broker_id}"
 
     @property
     def bootstrap(self) -> str:
@@ -77,39 +81,7 @@ class ClusterBroker:
         args = [str(BIN / "josef"), "broker"]
         for key, value in self.overrides.items():
             args += ["--override", f"{key}={value}"]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(args, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
-        try:
-            wait_for(lambda: self.proc.poll() is not None or port_open(self.port), timeout, what="broker port")
-        except AssertionError:
-            self.kill()
-            raise
-        if self.proc.poll() is not None:
-            raise AssertionError(f"broker {self.broker_id} exited with {self.proc.returncode}:\n{self.log()}")
-        return self
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout: float = 20.0) -> int:
-        if not self.running:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"broker {self.broker_id} did not stop within {timeout}s")
-
-    def kill(self) -> None:
-        if self.running:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
+        return self.launch(args, env=self.env(), timeout=timeout)
 
 
 @dataclass
