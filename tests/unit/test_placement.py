@@ -9,7 +9,7 @@ from hypothesis import given, strategies as st
 from josef.cluster import zk_formats as zkf
 from josef.cluster.listeners import Endpoint
 from josef.cluster.placement import (NO_LEADER, after_broker_changes, assign_replicas, elect, imbalanced_brokers,
-                                     preferred_leader, reassignment_replicas)
+                                     preferred_leader, reassignment)
 
 
 def test_assignment_starts_on_the_lowest_broker_like_the_seed():
@@ -52,7 +52,8 @@ def test_preferred_leader_and_imbalance():
     assert preferred_leader((2, 1), 1, (1,), {1, 2}) is None  # not in sync yet
     layout = [((1, 2), 1), ((2, 1), 1), ((3, 1), 3)]
     assert imbalanced_brokers(layout, 10) == {2}
-    assert reassignment_replicas((3,), (1, 2)) == (1, 2, 3)
+    assert reassignment((3,), (1, 2)) == ((1, 2, 3), (1, 2), (3,))
+    assert reassignment((1,), (1, 2)).replicas == (1, 2)
 
 
 def test_znode_formats_round_trip_and_read_like_kafka():

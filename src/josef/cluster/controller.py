@@ -21,7 +21,7 @@ from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
 from josef.cluster import zk_formats as zkf
 from josef.cluster.placement import (NO_LEADER, after_broker_changes, elect, imbalanced_brokers,
-                                     preferred_leader)
+                                     preferred_leader, reassignment)
 
 log = logging.getLogger("josef.controller")
 
@@ -317,16 +317,12 @@ class Controller:
 
     def _start_legacy(self, topic, assignment, stat, moves):
         """Turn entries of /admin/reassign_partitions into reassignments on the topic znode."""
-        from josef.cluster.placement import reassignment_replicas
         replicas, adding, removing = dict(assignment.replicas), dict(assignment.adding), dict(assignment.removing)
         started = False
         for (t, p), target in moves.items():
             if t != topic or p not in replicas or p in adding or p in removing or replicas[p] == target:
                 continue
-            original = replicas[p]
-            replicas[p] = reassignment_replicas(original, target)
-            adding[p] = tuple(r for r in target if r not in original)
-            removing[p] = tuple(r for r in original if r not in target)
+            replicas[p], adding[p], removing[p] = reassignment(replicas[p], target)
             started = True
         if not started:
             return assignment

@@ -94,6 +94,13 @@ def imbalanced_brokers(partitions: list[tuple[tuple[int, ...], int]], percentage
     return {b for b, total in preferred.items() if not_led.get(b, 0) * 100 > percentage * total}
 
 
-def reassignment_replicas(original: tuple[int, ...], target: tuple[int, ...]) -> tuple[int, ...]:
-    """The replica set while a reassignment runs: target first, then the ones leaving."""
-    return tuple(dict.fromkeys(target + original))
+class Move(NamedTuple):
+    replicas: tuple[int, ...]  # while the move runs: the target first, then the ones leaving
+    adding: tuple[int, ...]
+    removing: tuple[int, ...]
+
+
+def reassignment(original: tuple[int, ...], target: tuple[int, ...]) -> Move:
+    """The replica set of a partition moving from `original` to `target`, as Kafka's KIP-455."""
+    return Move(tuple(dict.fromkeys(target + original)), tuple(r for r in target if r not in original),
+                tuple(r for r in original if r not in target))

@@ -25,6 +25,7 @@ from kazoo.handlers.threading import KazooTimeoutError
 from josef.cluster import zk_formats as zkf
 from josef.cluster.listeners import Listeners
 from josef.cluster.metadata import BrokerInfo, ClusterMetadata, PartitionInfo, TopicInfo
+from josef.cluster.placement import reassignment
 
 log = logging.getLogger("josef.zk")
 
@@ -368,7 +369,6 @@ class ZkMetadataStore:
 
     def reassign(self, moves: dict[tuple[str, int], tuple[int, ...] | None]) -> dict[tuple[str, int], str | None]:
         """Start (replicas) or cancel (None) reassignments; an error text per partition or None."""
-        from josef.cluster.placement import reassignment_replicas
         errors: dict[tuple[str, int], str | None] = {}
         by_topic: dict[str, list[tuple[int, tuple[int, ...] | None]]] = {}
         for (topic, p), target in moves.items():
@@ -395,12 +395,9 @@ class ZkMetadataStore:
                         adding.pop(p, None)
                         removing.pop(p, None)
                     else:
-                        full = reassignment_replicas(original, target)
-                        replicas[p] = full
-                        add = tuple(r for r in target if r not in original)
-                        remove = tuple(r for r in original if r not in target)
-                        if add or remove:
-                            adding[p], removing[p] = add, remove
+                        move = reassignment(original, target)
+                        if move.adding or move.removing:
+                            replicas[p], adding[p], removing[p] = move
                         else:
                             replicas[p] = target
                             adding.pop(p, None)
