@@ -105,14 +105,9 @@ class Replication:
         state = self._state(key)
         if (state is not None and replica not in state.isr and replica not in led.adding
                 and replica in self.broker.store.snapshot.brokers  # not one on its way out
-                and fetch_offset >= max(plog.high_watermark, self._epoch_start(plog))):
+                and fetch_offset >= max(plog.high_watermark, plog.epochs.latest_start_offset)):
             self._change_isr(key, led, add=replica)  # it has everything committed: it may join
         self.advance(key)
-
-    @staticmethod
-    def _epoch_start(plog) -> int:
-        entries = plog.epochs.entries()
-        return entries[-1][1] if entries else 0
 
     def advance(self, key) -> None:
         """Move the high watermark to the smallest log end among the ISR; release acks."""

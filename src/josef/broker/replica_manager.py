@@ -146,8 +146,7 @@ class ReplicaManager:
             return epoch_error, -1, -1, -1
         epoch = self.broker.store.snapshot.topics[topic].partitions[partition].leader_epoch
         if timestamp == LATEST:
-            entries = log.epochs.entries()
-            if entries and entries[-1][1] > log.high_watermark:
+            if log.epochs.latest_start_offset > log.high_watermark:
                 # KIP-207: a new leader whose high watermark has not yet caught up with where its
                 # epoch began would answer lower than its predecessor did: ask to retry instead
                 return Error.OFFSET_NOT_AVAILABLE, -1, -1, -1

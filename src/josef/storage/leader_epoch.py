@@ -32,6 +32,11 @@ class LeaderEpochCache:
     def latest_epoch(self) -> int:
         return self._epochs[-1] if self._epochs else -1
 
+    @property
+    def latest_start_offset(self) -> int:
+        """The offset where the latest epoch began; 0 when no epoch is known."""
+        return self._starts[-1] if self._starts else 0
+
     def entries(self) -> list[tuple[int, int]]:
         return list(zip(self._epochs, self._starts))
 
