@@ -61,7 +61,7 @@ def test_seed_increase_replication_then_stop_and_restart_broker_2(cluster_factor
     # the seed's second JSON: broker 2 joined 0 and 1 and took over 2; partition 1 keeps leader 2
     # (a broker sees the assignment and the partition states through separate watches: poll)
     wait_for(lambda: layout(cluster, 1) == {0: (1, [1, 2], [1, 2]), 1: (2, [1, 2], [1, 2]), 2: (2, [2], [2])},
-             30, interval=0.1, what="the seed's second layout")
+             10, interval=0.1, what="the seed's second layout")
     assert not (cluster.brokers[3].data_dir / "myorders-2").exists()  # moved away from broker 3
     assert sorted(read_all(bootstrap, 300)) == sorted(f"order-{i}" for i in range(300))
 

@@ -444,6 +444,11 @@ class ZkMetadataStore:
                 return False
             isr = tuple(r for r in state.isr if r != remove)
             if add is not None and add not in isr:
+                # only a replica may join: a broker a finished reassignment just removed can still
+                # be fetching on a view that is one watch behind (its state version guards this read)
+                assignment = zkf.decode_assignment(self._wait(self.zk.get_async(zkf.topic_path(topic)))[0])
+                if add not in assignment.replicas.get(partition, ()):
+                    return False
                 isr += (add,)
             if isr == state.isr:
                 return True
