@@ -257,7 +257,7 @@ class Controller:
             adding.pop(p, None)
             removing.pop(p, None)
             log.info("%s-%d: reassignment to %s complete", topic, p, list(target))
-        if replicas == a.replicas:
+        if (replicas, adding, removing) == (a.replicas, a.adding, a.removing):
             return
         new = zkf.encode_assignment(zkf.TopicAssignment(a.topic_id, replicas, adding, removing))
 
