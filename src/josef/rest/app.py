@@ -9,7 +9,6 @@ also the broker's).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass, field
 
@@ -18,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from josef.rest import errors, media
+from josef.rest import errors, jsoncodec, media
 from josef.rest.consumers import (ConsumerManager, check_read_format, parse_commit, parse_create_request,
                                   parse_partitions, parse_seek, parse_subscription)
 from josef.rest.errors import RestError
@@ -39,12 +38,8 @@ class RestContext:
     bound: list[Listener] = field(default_factory=list)
 
 
-def _dumps(body) -> bytes:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
 def reply(body, media_type: str, status: int = 200) -> Response:
-    return Response(content=_dumps(body), status_code=status, media_type=media_type)
+    return Response(content=jsoncodec.dumps(body), status_code=status, media_type=media_type)
 
 
 def no_content() -> Response:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
-import json
 import logging
 import queue
 import re
@@ -33,7 +32,7 @@ from collections import deque
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
-from josef.rest import errors
+from josef.rest import errors, jsoncodec
 from josef.rest.media import SCHEMA_FORMATS
 from josef.rest.settings import RestSettings
 from josef.rest.util import expect_int, expect_list, expect_object, expect_str, parse_json_body, topic_partitions
@@ -471,8 +470,8 @@ def _json_value(data: bytes | None):
     if data is None:
         return None
     try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
+        return jsoncodec.loads(data)
+    except (ValueError, RecursionError) as e:
         raise errors.deserialization_failed(f"Error deserializing JSON message: {e}") from None
 
 

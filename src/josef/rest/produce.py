@@ -13,7 +13,7 @@ import base64
 import binascii
 import json
 
-from josef.rest import errors
+from josef.rest import errors, jsoncodec
 from josef.rest.media import SCHEMA_FORMATS
 from josef.rest.util import describe_json, expect_int, parse_json_body
 
@@ -75,14 +75,8 @@ def _serialize_binary(data) -> bytes | None:
         raise errors.bad_request(f"data={_render(data)} is not a valid base64 string.") from None
 
 
-# json.dumps with arguments builds an encoder per call; one shared encoder is the same output
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
 def _serialize_json(data) -> bytes | None:
-    if data is None:
-        return None
-    return _JSON.encode(data).encode("utf-8")
+    return None if data is None else jsoncodec.dumps(data)
 
 
 def _render(data) -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from josef.rest import errors
+from josef.rest import errors, jsoncodec
 
 INT_MIN, INT_MAX = -(2 ** 31), 2 ** 31 - 1
 LONG_MIN, LONG_MAX = -(2 ** 63), 2 ** 63 - 1
@@ -14,20 +14,13 @@ def parse_json_body(raw: bytes):
     if not raw or not raw.strip():
         return None
     try:
-        text = raw.decode("utf-8")
+        return jsoncodec.loads(raw)
     except UnicodeDecodeError:
         raise errors.json_error("Invalid UTF-8 in request body") from None
-    try:
-        return json.loads(text, parse_constant=reject_json_constant)
     except json.JSONDecodeError as e:
         raise errors.json_error(f"Unexpected character at line {e.lineno} column {e.colno}: {e.msg}") from None
     except RecursionError:
         raise errors.json_error("Request body nested too deeply") from None
-
-
-def reject_json_constant(name: str):
-    """JSON has no NaN or Infinity (Python's parser would accept them, Jackson does not)."""
-    raise json.JSONDecodeError(f"Non-standard token '{name}'", name, 0)
 
 
 def describe_json(value) -> str:

@@ -21,14 +21,14 @@ from types import SimpleNamespace
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from josef.rest import errors, media
+from josef.rest import errors, jsoncodec, media
 from josef.rest.errors import RestError
 from josef.rest.kafka import ProduceBatch
-from josef.rest.util import reject_json_constant, expect_int, expect_list, expect_object, expect_str, parse_json_body, path_int
+from josef.rest.jsoncodec import reject_json_constant
+from josef.rest.util import expect_int, expect_list, expect_object, expect_str, parse_json_body, path_int
 
 TAGS = ["v3"]
 log = logging.getLogger("josef.rest")
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # json.dumps, minus an encoder per call
 
 
 class _RecordStream(Response):
@@ -52,7 +52,7 @@ class _RecordStream(Response):
 
 
 def _reply(body, status: int = 200, headers: dict | None = None) -> Response:
-    return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
+    return Response(jsoncodec.dumps(body),
                     status_code=status, media_type=media.JSON, headers=headers)
 
 
@@ -437,7 +437,7 @@ def register_v3(app: FastAPI, ctx) -> None:
             if not isinstance(value, str):
                 raise errors.bad_request(f"data={json.dumps(value)[:200]} is not a string.")
             return fmt, value.encode("utf-8")
-        return fmt, _JSON.encode(value).encode("utf-8")
+        return fmt, jsoncodec.dumps(value)
 
     def parse_record(obj, count: int | None):
         obj = expect_object(obj, "ProduceRequest")
@@ -567,7 +567,7 @@ def register_v3(app: FastAPI, ctx) -> None:
             if not isinstance(item, dict):
                 future, kf, vf, key, value = item
                 item = render(cid, name, future.result()[0], kf, vf, key, value)
-            return _JSON.encode(item).encode("utf-8")
+            return jsoncodec.dumps(item)
 
         reader = asyncio.create_task(read_and_produce())
         try:
