@@ -212,6 +212,36 @@ def test_produce_json_cross_checked_with_a_kafka_consumer(kafka, http):
     assert [json.loads(m.key()) for m in got] == [{"k": i} for i in range(5)]
 
 
+def test_produce_front_door_answers_as_the_routed_app(kafka, http, proxy):
+    """v2 produce skips FastAPI's routing (josef.rest.front_door): trailing slashes, big JSON
+    numbers, errors and other methods on the same paths answer as everywhere else, and the
+    OpenAPI document still lists both produce routes."""
+    topic = uniq("front")
+    create_topic(kafka.bootstrap, topic, partitions=2)
+    big = 123456789012345678901234567890
+    records = [{"value": {"n": big}}, {"key": "k", "value": "é"}]
+    r = http.post(f"/topics/{topic}/", content=json.dumps({"records": records}),
+                  headers={"Content-Type": JSONV2, "Accept": V2})
+    assert r.status_code == 200, r.text
+    first = r.json()["offsets"]
+    second = produce_v2(http, topic, [{"value": 7}], fmt=JSONV2, partition=1)
+    got = consume_all(kafka.bootstrap, topic, 2, 3)
+    by_pos = {(m.partition(), m.offset()): m.value() for m in got}
+    assert by_pos[(first[0]["partition"], first[0]["offset"])] == f'{{"n":{big}}}'.encode()
+    assert by_pos[(first[1]["partition"], first[1]["offset"])] == '"é"'.encode()
+    assert by_pos[(1, second[0]["offset"])] == b"7"
+
+    assert_error(http.post(f"/topics/{topic}/partitions/x", json={"records": [{"value": 1}]},
+                           headers={"Content-Type": JSONV2}), 404, 404)
+    assert_error(http.post(f"/topics/{topic}/partitions/9", json={"records": [{"value": 1}]},
+                           headers={"Content-Type": JSONV2}), 404, 40402)
+    assert_error(http.post(f"/topics/{topic}", content=b"{not json", headers={"Content-Type": JSONV2}), 400, 400)
+    assert_error(http.post(f"/topics/{topic}", json={"records": []}, headers={"Content-Type": JSONV2}), 422, 422)
+    assert_error(http.put(f"/topics/{topic}", json={}), 405, 405)
+    paths = http.get("/openapi.json").json()["paths"]
+    assert "post" in paths["/topics/{topic}"] and "post" in paths["/topics/{topic}/partitions/{partition}"]
+
+
 def test_produce_to_a_partition_and_the_offsets_endpoint(kafka, http):
     topic = uniq("part")
     create_topic(kafka.bootstrap, topic, partitions=3)
@@ -295,7 +325,7 @@ def test_bad_input_gets_confluent_status_and_error_codes(kafka, http):
     for ct in ("application/json", "text/plain", V2):
         assert_error(http.post(path, json={"records": [{"value": "aGk="}]}, headers={"Content-Type": ct}),
                      415, 415, "HTTP 415 Unsupported Media Type")
-    assert_error(http.post(path, content=b'{"records":[{"value":"aGk="}]}'), 415, 415)
+    # (no Content-Type at all is binary, as in kafka-rest: see test_v2_produce_matches_kafka_rest_parsing)
     assert_error(http.get("/topics", headers={"Accept": "text/html"}), 406, 406, "HTTP 406 Not Acceptable")
     # schema formats without a Schema Registry
     assert_error(http.post(path, json={"records": [{"value": {"a": 1}}]}, headers={"Content-Type": AVRO}),
@@ -304,9 +334,11 @@ def test_bad_input_gets_confluent_status_and_error_codes(kafka, http):
                            headers={"Content-Type": AVRO}), 422, 42206)
     # unknown topics and partitions
     missing = uniq("missing")
-    assert_error(http.get(f"/topics/{missing}"), 404, 40401, "Topic not found.")
-    assert_error(http.get(f"/topics/{missing}/partitions"), 404, 40401)
-    assert_error(http.get(f"/topics/{missing}/partitions/0/offsets"), 404, 40401)
+    # kafka-rest's Admin lookup fails first: 40403, as its MetadataApiTest asserts (not 40401)
+    assert_error(http.get(f"/topics/{missing}"), 404, 40403, "This server does not host this topic-partition.")
+    assert_error(http.get(f"/topics/{missing}/partitions"), 404, 40403)
+    assert_error(http.get(f"/topics/{missing}/partitions/0"), 404, 40403)
+    assert_error(http.get(f"/topics/{missing}/partitions/0/offsets"), 404, 40403)
     assert missing not in http.get("/topics").json()  # looking did not auto-create it
     assert_error(http.get(f"/topics/{topic}/partitions/7"), 404, 40402, "Partition not found.")
     assert_error(http.get(f"/topics/{topic}/partitions/7/offsets"), 404, 40402)
@@ -598,8 +630,8 @@ def test_v3_cluster_brokers_topics_configs_partitions(kafka, http):
         assert http.get(f"/topics/{name}").json()["configs"]["max.message.bytes"] == "500000"
 
     assert http.delete(f"{base}/topics/{name}").status_code == 204
-    assert_error(http.get(f"{base}/topics/{name}"), 404, 404)
-    assert_error(http.delete(f"{base}/topics/{name}"), 404, 404)
+    assert_error(http.get(f"{base}/topics/{name}"), 404, 40403)  # UnknownTopicOrPartition, as kafka-rest
+    assert_error(http.delete(f"{base}/topics/{name}"), 404, 40403)
 
 
 def test_v3_produce_single_and_streamed_records(kafka, http):
@@ -625,7 +657,7 @@ def test_v3_produce_single_and_streamed_records(kafka, http):
     r = http.post(path, content=stream, headers={"Content-Type": "application/json"})
     assert r.status_code == 200, r.text
     answers = [json.loads(line) for line in r.text.splitlines() if line.strip()]
-    assert [a["error_code"] for a in answers] == [200, 400, 40402, 200]
+    assert [a["error_code"] for a in answers] == [200, 400, 40401, 200]  # kafka-rest: "not present in metadata"
     assert [(a["partition_id"], a["offset"]) for a in (answers[0], answers[3])] == [(0, 0), (0, 1)]
     got = consume_all(kafka.bootstrap, topic, 2, 3)
     by_pos = {(m.partition(), m.offset()): m for m in got}
@@ -783,7 +815,7 @@ def test_v3_broker_configs_list_get_set_reset_alter(kafka, http):
                      404, 404)
         assert_error(http.get(f"{base}/brokers/foobar/configs"), 404, 404)
         assert_error(http.get(f"/v3/clusters/foobar/brokers/{bid}/configs"), 404, 404,
-                     "Cluster foobar cannot be found.")
+                     "HTTP 404 Not Found")  # BrokerConfigManager rewraps the unknown cluster
         assert_error(http.put(f"{base}/brokers/{bid}/configs/compression.type", json={"value": "bogus"}), 400, 40002)
         assert_error(http.put(f"{base}/brokers/{bid}/configs/broker.id", json={"value": "7"}), 400, 40002)
         assert_error(http.put(f"{base}/brokers/{bid}/configs/compression.type",
@@ -1088,3 +1120,197 @@ def test_josef_serve_runs_the_rest_proxy_beside_the_broker(broker_factory):
     assert detail["partitions"] == [{"partition": 0, "leader": 1,
                                      "replicas": [{"broker": 1, "leader": True, "in_sync": True}]}]
     assert b.stop() == 0
+
+
+# -- v2 audit against kafka-rest 7.x (Jersey negotiation, Jackson entities, KafkaConsumer semantics) --
+
+def test_v2_negotiation_ranks_accept_pairs_as_jersey_and_json_only_as_a_fallback():
+    from josef.rest import media
+    # Jersey ranks every (Accept range, offer) pair by q, then qs: */* at q 0.5 beats binary's own q 0.1
+    assert media.negotiate(f"{media.BINARY};q=0.1, */*;q=0.5", media.RECORDS_OFFERS) == media.BINARY
+    assert media.negotiate(f"{media.JSON_EMBEDDED};q=0.1, */*;q=0.5", media.RECORDS_OFFERS) == media.BINARY
+    # plain JSON never wins over a type kafka-rest produces, but still answers where it would 406
+    assert media.negotiate(f"{media.V2};q=0.5, application/json", media.PLAIN_OFFERS) == media.V2
+    assert media.negotiate("application/json", media.PLAIN_OFFERS) == media.JSON
+    assert media.negotiate("application/json", media.RECORDS_OFFERS) == media.JSON
+    # rest-utils' 415 error type: an exactly accepted application/json or v2 type, else application/json
+    assert media.unsupported_media_error_type(None) == media.JSON
+    assert media.unsupported_media_error_type("*/*") == media.JSON
+    assert media.unsupported_media_error_type(f"text/html, {media.V2}") == media.V2
+
+
+def test_v2_content_negotiation_and_error_types_over_http(kafka, http, groups_supported):
+    topic = uniq("neg")
+    create_topic(kafka.bootstrap, topic)
+    r = http.get("/topics", headers={"Accept": f"{V2};q=0.5, application/json"})
+    assert r.status_code == 200 and r.headers["content-type"] == V2
+    r = http.get(f"/topics/{topic}", headers={"Accept": "application/*"})
+    assert r.status_code == 200 and r.headers["content-type"] == V2
+    # records written by an independent client, read back with a q-weighted wildcard Accept
+    p = Producer({"bootstrap.servers": kafka.bootstrap})
+    for i in range(3):
+        p.produce(topic, key=b"k%d" % i, value=b"v%d" % i)
+    assert p.flush(20) == 0
+    group = uniq("gneg")
+    inst = create_consumer(http, group, **{"auto.offset.reset": "earliest", "responseMinBytes": 1,
+                                           "consumer.request.timeout.ms": 300})
+    base = f"/consumers/{group}/instances/{inst['instance_id']}"
+    r = http.post(f"{base}/assignments", json={"partitions": [{"topic": topic, "partition": 0}]},
+                  headers={"Content-Type": V2})
+    assert r.status_code == 204, r.text
+    got = read_until(http, f"{base}/records", 3, accept=BINARY)
+    got += read_until(http, f"{base}/records", 0, accept=BINARY)
+    assert [(base64.b64decode(m["key"]), base64.b64decode(m["value"]), m["offset"]) for m in got] == [
+        (b"k%d" % i, b"v%d" % i, i) for i in range(3)]
+    r = http.get(f"{base}/records", headers={"Accept": f"{JSONV2};q=0.1, */*;q=0.5"})
+    assert r.status_code == 200 and r.headers["content-type"] == BINARY  # not a 40601 for json
+    # an error after negotiation comes in the negotiated type (a records read: binary)
+    missing = f"/consumers/{group}/instances/nobody"
+    r = http.get(f"{missing}/records")
+    assert_error(r, 404, 40403)
+    assert r.headers["content-type"] == BINARY
+    r = http.post(f"/consumers/{group}", json={"nme": "typo"}, headers={"Content-Type": V2, "Accept": BINARY})
+    assert_error(r, 422, 422, "Unrecognized field: nme")
+    assert r.headers["content-type"] == BINARY
+    # 415 before negotiation: rest-utils' rule (application/json unless the v2 type is accepted)
+    r = http.post(f"/consumers/{group}", content=b"{}", headers={"Content-Type": "text/plain"})
+    assert_error(r, 415, 415)
+    assert r.headers["content-type"] == "application/json"
+    r = http.post(f"/consumers/{group}", content=b"{}", headers={"Content-Type": "text/plain", "Accept": V2})
+    assert r.status_code == 415 and r.headers["content-type"] == V2
+    assert http.delete(base).status_code == 204
+
+
+def test_v2_produce_matches_kafka_rest_parsing(kafka, http):
+    topic = uniq("parse")
+    create_topic(kafka.bootstrap, topic)
+    path = f"/topics/{topic}"
+    # no Content-Type at all: binary, as Jersey picks kafka-rest's binary method (httpx sends none)
+    r = http.post(path, content=b'{"records":[{"key":"aw","value":"aGk"}]}')
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == V2 and r.json()["offsets"][0]["offset"] == 0
+    # Guava's base64: padding optional (even in excess), nothing outside the alphabet
+    produce_v2(http, topic, [{"value": "aGk=="}, {"value": "YQ"}, {"value": ""}])
+    r = http.post(path, json={"records": [{"value": "a"}]}, headers={"Content-Type": BINARY})
+    assert_error(r, 400, 400, 'Bad Request: data="a" is not a valid base64 string.')
+    # fields the entities do not declare: 422, as Jackson + rest-utils answer (nothing produced)
+    bin_h = {"Content-Type": BINARY}
+    assert_error(http.post(path, json={"records": [{"value": "aGk="}], "foo": 1}, headers=bin_h),
+                 422, 422, "Unrecognized field: foo")
+    assert_error(http.post(path, json={"records": [{"value": "aGk=", "headers": []}]}, headers=bin_h),
+                 422, 422, "Unrecognized field: headers")
+    assert_error(http.post(path, json={"records": [{"value": {"a": 1}, "timestamp": 1}]},
+                           headers={"Content-Type": JSONV2}), 422, 422, "Unrecognized field: timestamp")
+    # a null record: kafka-rest's ImmutableList refuses it (400), josef used to produce a null record
+    assert_error(http.post(path, json={"records": [None]}, headers=bin_h), 400, 400)
+    # Jackson reads a number as a String field's text
+    produce_v2(http, topic, [{"value": b64(b"s")}])
+    r = http.post(path, json={"records": [{"value": b64(b"t")}], "value_schema": 5}, headers=bin_h)
+    assert r.status_code == 200, r.text
+    got = sorted(consume_all(kafka.bootstrap, topic, 1, 6), key=lambda m: m.offset())
+    assert [(m.key(), m.value()) for m in got] == [
+        (b"k", b"hi"), (None, b"hi"), (None, b"a"), (None, b""), (None, b"s"), (None, b"t")]
+    # the liveness POST takes Map<String,String>: scalars are coerced, objects are not
+    assert http.post("/", json={"a": 1, "b": True, "c": None}, headers={"Content-Type": V2}).json() == {}
+    assert_error(http.post("/", json={"a": {"b": 1}}, headers={"Content-Type": V2}), 400, 400)
+
+
+def test_v2_consumer_requests_match_kafka_rest(kafka, http, proxy, groups_supported):
+    topic = uniq("creq")
+    create_topic(kafka.bootstrap, topic, partitions=2)
+    p = Producer({"bootstrap.servers": kafka.bootstrap})
+    for i in range(5):
+        p.produce(topic, value=b"r%d" % i, partition=0)
+    assert p.flush(20) == 0
+    h = {"Content-Type": V2}
+    group = uniq("gq")
+    assert_error(http.post(f"/consumers/{group}", json={"enable.auto.commit": "false"}, headers=h),
+                 422, 422, "Unrecognized field: enable.auto.commit")
+    inst = create_consumer(http, group, name="c", **{"auto.offset.reset": "earliest", "requestWaitMs": 500,
+                                                      "fetch.min.bytes": 1})
+    base = f"/consumers/{group}/instances/c"
+    for sub, body in [("/subscription", {"topics": [topic], "topic": topic}),
+                      ("/assignments", {"partitions": [{"topic": topic, "partition": 0, "offset": 1}]}),
+                      ("/positions", {"offsets": [{"topic": topic, "partition": 0, "offset": 1, "x": 1}]}),
+                      ("/positions/end", {"partition": []}),
+                      ("/offsets", {"offsets": [], "async": True})]:
+        assert_error(http.post(base + sub, json=body, headers=h), 422, 422)
+    # an empty subscribe or assign unsubscribes whatever the mode (KafkaConsumer semantics)
+    part0 = {"partitions": [{"topic": topic, "partition": 0}]}
+    assert http.post(f"{base}/assignments", json=part0, headers=h).status_code == 204
+    r = http.post(f"{base}/subscription", json={"topics": []}, headers=h)
+    assert r.status_code == 204, r.text
+    assert http.get(f"{base}/assignments").json() == {"partitions": []}
+    assert http.post(f"{base}/subscription", json={"topics": [topic]}, headers=h).status_code == 204
+    assert len(read_until(http, f"{base}/records", 5)) == 5  # joined the group, got its partitions
+    r = http.post(f"{base}/assignments", json={"partitions": []}, headers=h)
+    assert r.status_code == 204, r.text
+    assert http.get(f"{base}/subscription").json() == {"topics": []}
+    # ... and a manual assignment made next is not undone by the group's leftover rebalance
+    # (librdkafka's unsubscribe is asynchronous, Java's is not)
+    assert http.post(f"{base}/assignments", json=part0, headers=h).status_code == 204
+    # PartitionOffset's int partition and long offset default to 0 when missing; no topic is 400
+    r = http.post(f"{base}/positions", json={"offsets": [{"topic": topic, "offset": 3}]}, headers=h)
+    assert r.status_code == 204, r.text
+    got = read_until(http, f"{base}/records", 2)
+    assert [(m["offset"], base64.b64decode(m["value"])) for m in got] == [(3, b"r3"), (4, b"r4")]
+    r = http.post(f"{base}/positions", json={"offsets": [{"topic": topic, "partition": None}]}, headers=h)
+    assert r.status_code == 204, r.text
+    got = read_until(http, f"{base}/records", 5)
+    assert [m["offset"] for m in got] == [0, 1, 2, 3, 4]
+    assert_error(http.post(f"{base}/positions", json={"offsets": [{"partition": 0, "offset": 1}]}, headers=h),
+                 400, 400)
+    # seeking no partitions in particular seeks every assigned one (KafkaConsumer.seekToBeginning)
+    r = http.post(f"{base}/positions/beginning", json={"partitions": []}, headers=h)
+    assert r.status_code == 204, r.text
+    got = read_until(http, f"{base}/records", 5)
+    assert [base64.b64decode(m["value"]) for m in got] == [b"r%d" % i for i in range(5)]
+    assert http.delete(base).status_code == 204
+    # base_uri: characters a path segment may hold stay as they are (kafka-rest escapes nothing)
+    for grp, shown in [("a:b@c=d", "a:b@c=d"), ("g x", "g%20x")]:
+        inst = create_consumer(http, grp, name="u")
+        assert inst["base_uri"] == f"http://rest-proxy:{proxy.port}/consumers/{shown}/instances/u"
+        assert http.delete(f"/consumers/{grp}/instances/u").status_code == 204
+
+
+def test_v2_topic_pattern_is_a_java_regex_without_internal_topics(kafka, http, groups_supported):
+    prefix = uniq("pat")
+    h = {"Content-Type": V2}
+    for name in (f"{prefix}-1", f"{prefix}-22", f"{prefix}-x"):
+        create_topic(kafka.bootstrap, name)
+    p = Producer({"bootstrap.servers": kafka.bootstrap})
+    for name in (f"{prefix}-1", f"{prefix}-22", f"{prefix}-x"):
+        p.produce(name, value=name.encode())
+    assert p.flush(20) == 0
+    group = uniq("gp")
+    inst = create_consumer(http, group, **{"auto.offset.reset": "earliest", "fetch.min.bytes": 1})
+    base = f"/consumers/{group}/instances/{inst['instance_id']}"
+    # `\d` is Java (and Python) regex; librdkafka's POSIX dialect would match nothing
+    r = http.post(f"{base}/subscription", json={"topic_pattern": prefix + r"-\d+"}, headers=h)
+    assert r.status_code == 204, r.text
+    assert http.get(f"{base}/subscription").json() == {"topics": [f"{prefix}-1", f"{prefix}-22"]}
+    got = read_until(http, f"{base}/records", 2)
+    assert sorted((m["topic"], base64.b64decode(m["value"])) for m in got) == [
+        (f"{prefix}-1", f"{prefix}-1".encode()), (f"{prefix}-22", f"{prefix}-22".encode())]
+    # a topic created later joins the subscription while the instance reads
+    create_topic(kafka.bootstrap, f"{prefix}-333")
+    p.produce(f"{prefix}-333", value=b"late")
+    assert p.flush(20) == 0
+    late = read_until(http, f"{base}/records", 1, timeout=40)
+    assert [(m["topic"], base64.b64decode(m["value"])) for m in late] == [(f"{prefix}-333", b"late")]
+    assert f"{prefix}-333" in http.get(f"{base}/subscription").json()["topics"]
+    assert_error(http.post(f"{base}/assignments", json={"partitions": [{"topic": f"{prefix}-x", "partition": 0}]},
+                           headers=h), 409, 40903)
+    assert http.delete(base).status_code == 204
+    # Java's consumer leaves internal topics out of a pattern subscription (exclude.internal.topics)
+    inst = create_consumer(http, uniq("gall"))
+    base = f"/consumers/{inst['base_uri'].split('/consumers/', 1)[1]}"
+    assert http.post(f"{base}/subscription", json={"topic_pattern": ".*"}, headers=h).status_code == 204
+    topics = http.get(f"{base}/subscription").json()["topics"]
+    assert f"{prefix}-x" in topics and not any(t.startswith("__") for t in topics), topics
+    assert http.delete(base).status_code == 204
+    # an invalid pattern is refused without a 500
+    inst = create_consumer(http, uniq("gbadpat"))
+    base = f"/consumers/{inst['base_uri'].split('/consumers/', 1)[1]}"
+    assert_error(http.post(f"{base}/subscription", json={"topic_pattern": "("}, headers=h), 422, 422)
+    assert http.delete(base).status_code == 204

@@ -90,8 +90,14 @@ def main(argv: list[str] | None = None) -> int:
         import uvloop
     except ImportError:
         uvloop = None
+    from confluent_kafka import KafkaException
     try:
         return (uvloop.run if uvloop else asyncio.run)(run(settings, args.access_log))
+    except KafkaException as e:  # librdkafka refused a client property (client.*, producer.*, admin.*)
+        err = e.args[0] if e.args else None
+        print(f"josef rest-proxy: invalid Kafka client configuration: {err.str() if hasattr(err, 'str') else e}",
+              file=sys.stderr)
+        return 2
     except OSError as e:
         print(f"josef rest-proxy: {e}", file=sys.stderr)
         return 1

@@ -15,7 +15,10 @@ Semantics follow kafka-rest's KafkaConsumerState / KafkaConsumerReadTask:
 - an explicit commit names the last record consumed and commits offset + 1, and the reply
   is an empty JSON array;
 - subscribe and assign are mutually exclusive, seeking an unassigned partition is an
-  illegal state (409 40903).
+  illegal state (409 40903); subscribing to no topics or assigning no partitions
+  unsubscribes, whatever the mode, as Java's KafkaConsumer does;
+- a topic_pattern is a Java regex matched against whole topic names, internal topics left
+  out; josef matches it itself and subscribes to the list (see `_refresh_pattern`).
 """
 from __future__ import annotations
 
@@ -33,13 +36,18 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
 from josef.rest import errors, jsoncodec
+from josef.rest.kafka import INTERNAL_TOPICS
 from josef.rest.media import SCHEMA_FORMATS
 from josef.rest.settings import RestSettings
+from josef.rest.errors import reject_unknown_fields
 from josef.rest.util import expect_int, expect_list, expect_object, expect_str, parse_json_body, topic_partitions
 
 log = logging.getLogger("josef.rest.consumers")
 
 FORMATS = ("binary", "json", "avro", "jsonschema", "protobuf")
+# kafka-rest's CreateConsumerInstanceRequest (with its two @JsonAlias spellings)
+_CREATE_FIELDS = ("id", "name", "format", "auto.offset.reset", "auto.commit.enable", "fetch.min.bytes",
+                  "responseMinBytes", "consumer.request.timeout.ms", "requestWaitMs")
 _OFFSET_RESET = {"latest": "latest", "earliest": "earliest", "none": "error",
                  # librdkafka's spellings, accepted as well
                  "smallest": "smallest", "largest": "largest", "beginning": "beginning", "end": "end",
@@ -47,6 +55,7 @@ _OFFSET_RESET = {"latest": "latest", "earliest": "earliest", "none": "error",
 FETCH_MIN_BYTES_MAX = 10_000_000
 _MUTUALLY_EXCLUSIVE = "Subscription to topics, partitions and pattern are mutually exclusive"
 _SEEK_SETTLE = 2.0  # seconds to wait for a just-assigned partition to accept a seek
+_PATTERN_REFRESH_S = 5.0  # how often a read matches a topic_pattern against the topics again
 
 
 class InstanceWorker(Executor):
@@ -109,6 +118,7 @@ def parse_create_request(raw: bytes) -> InstanceConfig:
     if body is None:
         return InstanceConfig()
     body = expect_object(body, "CreateConsumerInstanceRequest")
+    reject_unknown_fields(body, _CREATE_FIELDS)
     cfg = InstanceConfig()
     cfg.id = expect_str(body.get("id"), "id")
     cfg.name = expect_str(body.get("name"), "name")
@@ -159,12 +169,6 @@ def _consumer_conf(settings: RestSettings, group: str, name: str, cfg: InstanceC
     return conf
 
 
-def _java_regex_to_librdkafka(pattern: str) -> str:
-    """Java's subscribe(Pattern) matches whole topic names; librdkafka treats a subscription
-    starting with '^' as a regex (and searches it), so anchor both ends."""
-    return f"^({pattern})$"
-
-
 class ConsumerInstance:
     def __init__(self, group: str, name: str, cfg: InstanceConfig, settings: RestSettings):
         self.group = group
@@ -177,6 +181,9 @@ class ConsumerInstance:
         self.buffer: deque = deque()
         self.topics: list[str] | None = None      # subscribe(topics)
         self.pattern: str | None = None           # subscribe(topic_pattern)
+        self._rx: re.Pattern | None = None        # ... compiled
+        self.pattern_topics: list[str] | None = None  # ... the topics it matched last
+        self._pattern_checked = 0.0
         self.manual = False                       # assign(partitions)
         self.timeout_s = settings.consumer_instance_timeout_ms / 1000.0
         self.expires = time.monotonic() + self.timeout_s
@@ -222,45 +229,82 @@ class ConsumerInstance:
         consumer = self._require_open()
         if topics is None and pattern is None:
             return
-        if self.manual:
-            raise errors.illegal_state(_MUTUALLY_EXCLUSIVE)
+        if topics is not None and not topics:
+            # Java's KafkaConsumer.subscribe(empty) is unsubscribe(), whatever the current mode
+            self._unsubscribe()
+            return
         if topics is not None:
-            if self.pattern is not None:
-                raise errors.illegal_state(_MUTUALLY_EXCLUSIVE)
             if any(not t or not isinstance(t, str) or not t.strip() for t in topics):
                 raise errors.unprocessable("Topic collection to subscribe to cannot contain null or empty topic")
-            if not topics:
-                self._unsubscribe()
-                return
+            if self.manual or self.pattern is not None:
+                raise errors.illegal_state(_MUTUALLY_EXCLUSIVE)
             subscription = list(dict.fromkeys(topics))
+            try:
+                consumer.subscribe(subscription)
+            except KafkaException as e:
+                raise errors.from_kafka_error(e.args[0]) from None
+            self.topics, self.pattern, self.pattern_topics = subscription, None, None
         else:
-            if self.topics is not None:
+            if self.manual or self.topics is not None:
                 raise errors.illegal_state(_MUTUALLY_EXCLUSIVE)
             try:
-                re.compile(pattern)
-            except re.error as e:
+                rx = re.compile(pattern)
+            except (re.error, RecursionError, OverflowError) as e:
                 raise errors.unprocessable(f"Invalid topic_pattern: {e}") from None
-            subscription = [_java_regex_to_librdkafka(pattern)]
+            self.topics, self.pattern, self._rx = None, pattern, rx
+            self._refresh_pattern(force=True)
+        self.buffer.clear()
+
+    def _refresh_pattern(self, force: bool = False) -> None:
+        """A topic_pattern subscription, resolved here rather than by librdkafka: its regex
+        dialect is POSIX (no `\\d`, no lookahead) where the pattern is Java's, and it matches
+        internal topics, which Java's consumer leaves out (exclude.internal.topics). So match
+        the cluster's topics with Python's `re` (close to java.util.regex), subscribe to that
+        list, and match again every few seconds while reading, as Java does on metadata
+        refresh; a changed set re-subscribes (a rebalance, as in Java)."""
+        from confluent_kafka import KafkaException
+        now = time.monotonic()
+        if self.pattern is None or (not force and now < self._pattern_checked + _PATTERN_REFRESH_S):
+            return
+        self._pattern_checked = now
         try:
-            consumer.subscribe(subscription)
+            md = self.consumer.list_topics(timeout=self.settings.client_timeout_ms / 1000.0)
+        except KafkaException as e:  # unreachable for now: keep the pattern, match next time
+            log.debug("matching topic_pattern for %s/%s: %s", self.group, self.name, e)
+            return
+        matched = sorted(name for name, meta in md.topics.items()
+                         if name not in INTERNAL_TOPICS and meta.error is None and self._rx.fullmatch(name))
+        if matched == self.pattern_topics:
+            return
+        try:
+            if matched:
+                self.consumer.subscribe(matched)
+            elif self.pattern_topics:
+                self.consumer.unsubscribe()
         except KafkaException as e:
             raise errors.from_kafka_error(e.args[0]) from None
-        self.buffer.clear()
-        if topics is not None:
-            self.topics, self.pattern = list(dict.fromkeys(topics)), None
-        else:
-            self.topics, self.pattern = None, pattern
+        self.pattern_topics = matched
 
     def _unsubscribe(self) -> None:
         consumer = self._require_open()
+        subscribed = self.topics is not None or self.pattern is not None
         try:
-            if self.topics is not None or self.pattern is not None:
-                consumer.unsubscribe()
-            if self.manual:
+            if subscribed:
+                # Java's unsubscribe() is synchronous; librdkafka's is not: a rebalance still
+                # queued for this handle (the instance is only polled while reading) would
+                # later assign the group's partitions and then revoke everything, undoing a
+                # manual assign made meanwhile. So leave the group with this handle (close:
+                # LeaveGroup, and the commit librdkafka's revoke would make) and go on with
+                # a fresh one, which has no such leftovers.
+                self.consumer = None
+                consumer.close()
+            elif self.manual:
                 consumer.unassign()
         except Exception as e:
             log.debug("unsubscribe %s/%s: %s", self.group, self.name, e)
-        self.topics = self.pattern = None
+        if subscribed:
+            self.open()
+        self.topics = self.pattern = self._rx = self.pattern_topics = None
         self.manual = False
         self.buffer.clear()
 
@@ -273,26 +317,22 @@ class ConsumerInstance:
             return list(self.topics)
         if self.pattern is not None:
             # Java answers the topics the pattern currently matches
-            try:
-                md = self.consumer.list_topics(timeout=self.settings.client_timeout_ms / 1000.0)
-                rx = re.compile(self.pattern)
-                return sorted(t for t in md.topics if rx.fullmatch(t))
-            except Exception:
-                return []
+            self._refresh_pattern()
+            return list(self.pattern_topics or [])
         return []
 
     def assign(self, partitions: list[tuple[str, int]]) -> None:
         from confluent_kafka import KafkaException, TopicPartition
         consumer = self._require_open()
+        if not partitions:
+            # Java's KafkaConsumer.assign(empty) is unsubscribe(), whatever the current mode
+            self._unsubscribe()
+            return
         if self.topics is not None or self.pattern is not None:
             raise errors.illegal_state(_MUTUALLY_EXCLUSIVE)
         try:
-            if not partitions:
-                consumer.unassign()
-                self.manual = False
-            else:
-                consumer.assign([TopicPartition(t, p) for t, p in dict.fromkeys(partitions)])
-                self.manual = True
+            consumer.assign([TopicPartition(t, p) for t, p in dict.fromkeys(partitions)])
+            self.manual = True
         except KafkaException as e:
             raise errors.from_kafka_error(e.args[0]) from None
         self.buffer.clear()
@@ -356,6 +396,8 @@ class ConsumerInstance:
     def seek_to(self, partitions: list[tuple[str, int]], beginning: bool) -> None:
         from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
         self._require_open()
+        if not partitions:  # Java's seekToBeginning/seekToEnd(empty): every assigned partition
+            partitions = sorted(self._assigned())
         self._check_assigned(partitions)
         for topic, partition in partitions:
             self._seek(topic, partition, OFFSET_BEGINNING if beginning else OFFSET_END)
@@ -400,6 +442,7 @@ class ConsumerInstance:
         `max_bytes` ends it; return the records (and mark them consumed)."""
         from confluent_kafka import KafkaError, KafkaException, TopicPartition
         consumer = self._require_open()
+        self._refresh_pattern()
         settings = self.settings
         default_wait = (self.cfg.request_timeout_ms if self.cfg.request_timeout_ms is not None
                         else settings.consumer_request_timeout_ms)
@@ -617,6 +660,7 @@ def parse_subscription(raw: bytes) -> tuple[list[str] | None, str | None]:
     if body is None:
         raise errors.unprocessable("The request body may not be null")
     body = expect_object(body, "ConsumerSubscriptionRecord")
+    reject_unknown_fields(body, ("topics", "topic_pattern"))
     topics = body.get("topics")
     if topics is not None:
         topics = [expect_str(t, "topics") for t in expect_list(topics, "topics")]
@@ -631,6 +675,7 @@ def parse_partitions(raw: bytes, *, required: bool = True) -> list[tuple[str, in
             raise errors.unprocessable("The request body may not be null")
         return []
     body = expect_object(body, "ConsumerAssignmentRequest")
+    reject_unknown_fields(body, ("partitions",))
     return topic_partitions(body.get("partitions"), "partitions")
 
 
@@ -640,11 +685,13 @@ def parse_commit(raw: bytes) -> list[tuple[str, int, int, str | None]] | None:
     if body is None:
         return None
     body = expect_object(body, "ConsumerOffsetCommitRequest")
+    reject_unknown_fields(body, ("offsets",))
     if body.get("offsets") is None:
         return None
     out = []
     for i, item in enumerate(expect_list(body.get("offsets"), "offsets")):
         item = expect_object(item, "TopicPartitionOffsetMetadata")
+        reject_unknown_fields(item, ("topic", "partition", "offset", "metadata"))
         topic = expect_str(item.get("topic"), f"offsets[{i}].topic")
         if not topic or item.get("partition") is None or item.get("offset") is None:
             raise errors.unprocessable(f"offsets[{i}]: topic, partition and offset are required")
@@ -661,22 +708,33 @@ def parse_seek(raw: bytes) -> tuple[list[tuple[str, int, int]], list[tuple[str, 
     if body is None:
         raise errors.unprocessable("The request body may not be null")
     body = expect_object(body, "ConsumerSeekRequest")
+    reject_unknown_fields(body, ("offsets", "timestamps"))
     offsets, timestamps = [], []
+    # kafka-rest's PartitionOffset/PartitionTimestamp take `int partition` and `long offset`:
+    # Jackson reads a missing or null one as 0; a missing topic (or timestamp) fails the
+    # AutoValue builder, a 400
     for i, item in enumerate(expect_list(body.get("offsets"), "offsets")):
         item = expect_object(item, "PartitionOffset")
+        reject_unknown_fields(item, ("topic", "partition", "offset", "metadata"))
         topic = expect_str(item.get("topic"), f"offsets[{i}].topic")
-        if not topic or item.get("partition") is None or item.get("offset") is None:
-            raise errors.json_error(f"offsets[{i}]: topic, partition and offset are required")
-        offsets.append((topic, expect_int(item["partition"], f"offsets[{i}].partition"),
-                        expect_int(item["offset"], f"offsets[{i}].offset", long=True)))
+        if topic is None:
+            raise errors.json_error("Cannot construct instance of `PartitionOffset`, problem: Null topic")
+        offsets.append((topic, expect_int(_zero_if_null(item.get("partition")), f"offsets[{i}].partition"),
+                        expect_int(_zero_if_null(item.get("offset")), f"offsets[{i}].offset", long=True)))
     for i, item in enumerate(expect_list(body.get("timestamps"), "timestamps")):
         item = expect_object(item, "PartitionTimestamp")
+        reject_unknown_fields(item, ("topic", "partition", "timestamp", "metadata"))
         topic = expect_str(item.get("topic"), f"timestamps[{i}].topic")
-        if not topic or item.get("partition") is None or item.get("timestamp") is None:
-            raise errors.json_error(f"timestamps[{i}]: topic, partition and timestamp are required")
-        timestamps.append((topic, expect_int(item["partition"], f"timestamps[{i}].partition"),
+        for name in ("topic", "timestamp"):
+            if item.get(name) is None:
+                raise errors.json_error(f"Cannot construct instance of `PartitionTimestamp`, problem: Null {name}")
+        timestamps.append((topic, expect_int(_zero_if_null(item.get("partition")), f"timestamps[{i}].partition"),
                            _timestamp_ms(item["timestamp"], f"timestamps[{i}].timestamp")))
     return offsets, timestamps
+
+
+def _zero_if_null(value):
+    return 0 if value is None else value
 
 
 def _timestamp_ms(value, where: str) -> int:

@@ -135,33 +135,109 @@ _AUTHENTICATION = {"SASL_AUTHENTICATION_FAILED", "_AUTHENTICATION", "ILLEGAL_SAS
                    "UNSUPPORTED_SASL_MECHANISM"}
 
 
+# KafkaExceptionMapper's table (exact Java exception classes), under librdkafka's error names:
+# BrokerNotAvailable; RecordTooLarge (MESSAGE_TOO_LARGE: the status is the code, 413);
+# ThrottlingQuotaExceeded (429, 42901); UnknownTopicOrPartition and UnknownTopicId (40403);
+# InvalidReplicationFactor, SecurityDisabled, UnsupportedVersion, InvalidPartitions,
+# InvalidRequest, UnknownServer, PolicyViolation, TopicExists, InvalidConfiguration and
+# TopicDeletionDisabled (400, 40002); and its InvalidTopicException branch (TOPIC_EXCEPTION).
+TOO_MANY_REQUESTS = 42901
+# errors whose Java exception is a RetriableException (librdkafka marks few of them retriable)
+_RETRIABLE = frozenset({
+    "_TIMED_OUT", "_MSG_TIMED_OUT", "_TRANSPORT", "_ALL_BROKERS_DOWN", "REQUEST_TIMED_OUT",
+    "NOT_LEADER_OR_FOLLOWER", "LEADER_NOT_AVAILABLE", "NOT_ENOUGH_REPLICAS", "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
+    "COORDINATOR_NOT_AVAILABLE", "NOT_COORDINATOR", "COORDINATOR_LOAD_IN_PROGRESS",
+    "UNKNOWN_TOPIC_OR_PART", "UNKNOWN_TOPIC_ID", "THROTTLING_QUOTA_EXCEEDED"})
+_HANDLED: dict[str, tuple[int, int]] = {
+    "BROKER_NOT_AVAILABLE": (503, BROKER_NOT_AVAILABLE),
+    "MSG_SIZE_TOO_LARGE": (413, 413),
+    "THROTTLING_QUOTA_EXCEEDED": (429, TOO_MANY_REQUESTS),
+    "UNKNOWN_TOPIC_OR_PART": (404, 40403),
+    "UNKNOWN_TOPIC_ID": (404, 40403),
+    **{name: (400, KAFKA_BAD_REQUEST) for name in (
+        "INVALID_REPLICATION_FACTOR", "SECURITY_DISABLED", "UNSUPPORTED_VERSION", "INVALID_PARTITIONS",
+        "INVALID_REQUEST", "UNKNOWN", "POLICY_VIOLATION", "TOPIC_ALREADY_EXISTS", "INVALID_CONFIG",
+        "TOPIC_DELETION_DISABLED", "TOPIC_EXCEPTION")},
+}
+
+
 def kafka_error_code(err) -> tuple[int, int]:
     """(HTTP status, Confluent error code) for a confluent_kafka.KafkaError, as kafka-rest's
-    KafkaExceptionMapper classifies the equivalent Java exception."""
+    KafkaExceptionMapper classifies the equivalent Java exception: authentication and
+    authorization first, then its table of exception classes (checked before "retriable", so a
+    throttling quota violation is 429 and an unknown topic-partition 404 although both are
+    retriable in Java), then retriable, then any other Kafka error."""
     name = err.name() if err is not None else ""
     if name in _AUTHENTICATION:
         return 401, KAFKA_AUTHENTICATION
     if name in _AUTHORIZATION:
         return 403, KAFKA_AUTHORIZATION
-    if name == "BROKER_NOT_AVAILABLE":
-        return 503, BROKER_NOT_AVAILABLE
-    if name in ("INVALID_REPLICATION_FACTOR", "UNSUPPORTED_VERSION", "INVALID_PARTITIONS",
-                "INVALID_REQUEST", "UNKNOWN", "POLICY_VIOLATION", "TOPIC_ALREADY_EXISTS", "INVALID_CONFIG"):
-        return 400, KAFKA_BAD_REQUEST
+    handled = _HANDLED.get(name)
+    if handled is not None:
+        return handled
     retriable = False
     try:
         retriable = bool(err.retriable())
     except Exception:  # pragma: no cover - KafkaError always has retriable()
         pass
-    if retriable or name in ("_TIMED_OUT", "_MSG_TIMED_OUT", "_TRANSPORT", "_ALL_BROKERS_DOWN",
-                             "REQUEST_TIMED_OUT", "NOT_LEADER_OR_FOLLOWER", "LEADER_NOT_AVAILABLE",
-                             "NOT_ENOUGH_REPLICAS", "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
-                             "COORDINATOR_NOT_AVAILABLE", "NOT_COORDINATOR", "COORDINATOR_LOAD_IN_PROGRESS"):
+    if retriable or name in _RETRIABLE:
         return 500, KAFKA_RETRIABLE_ERROR
     return 500, KAFKA_ERROR
+
+
+def producer_error_code(err) -> int:
+    """The `error_code` of a v2 produce answer's failed record (kafka-rest's AbstractProduceAction,
+    not the exception mapper): authentication 40101, authorization 40301, retriable 50003,
+    any other Kafka error 50002 (a record too large included)."""
+    name = err.name() if err is not None else ""
+    if name in _AUTHENTICATION:
+        return KAFKA_AUTHENTICATION
+    if name in _AUTHORIZATION:
+        return KAFKA_AUTHORIZATION
+    try:
+        retriable = err is None or bool(err.retriable())
+    except Exception:  # pragma: no cover - KafkaError always has retriable()
+        retriable = False
+    if retriable or name in _RETRIABLE:
+        return KAFKA_RETRIABLE_ERROR
+    return KAFKA_ERROR
 
 
 def from_kafka_error(err, prefix: str = "") -> RestError:
     status, code = kafka_error_code(err)
     text = err.str() if err is not None else "unknown error"
     return RestError(status, code, f"{prefix}{text}")
+
+
+# -- v3 (kafka-rest's v3 resources) ---------------------------------------------------------------
+KAFKA_UNKNOWN_TOPIC_PARTITION = 40403  # rest-utils' KafkaExceptionMapper: UnknownTopicOrPartitionException
+PRODUCE_BATCH = 42208  # kafka-rest's records:batch request checks
+
+
+def unknown_topic_partition(message: str = "This server does not host this topic-partition.") -> RestError:
+    """What the Admin client's UnknownTopicOrPartitionException becomes in v3: 404 with 40403."""
+    return RestError(404, KAFKA_UNKNOWN_TOPIC_PARTITION, message)
+
+
+def produce_batch_error(message: str) -> RestError:
+    """A `records:batch` request refused as a whole (empty, duplicate ids, too many entries, ...)."""
+    return RestError(422, PRODUCE_BATCH, message)
+
+
+def unrecognized_field(name: str) -> RestError:
+    """A field the request entity does not have: 422, as rest-utils' Jackson provider answers."""
+    return RestError(422, 422, f"Unrecognized field: {name}")
+
+
+def in_stream_constraint(err: RestError) -> RestError:
+    """A 422 constraint violation answered for one record of a v3 produce stream or batch:
+    kafka-rest puts the status (422) in `error_code` and the specific code in the message."""
+    return RestError(422, 422, f"Error: {err.error_code} : {err.message}")
+
+
+def reject_unknown_fields(obj: dict, known) -> None:
+    """A request entity (a JSON object) with a field it does not have: the first such field is
+    refused with 422 "Unrecognized field: <name>" (Jackson fails on unknown properties)."""
+    for key in obj:
+        if key not in known:
+            raise unrecognized_field(key)

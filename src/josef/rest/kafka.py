@@ -97,9 +97,9 @@ def v2_result(result: tuple) -> dict:
     """A delivery result as a v2 PartitionOffset."""
     if result[0] == "ok":
         return {"partition": result[1], "offset": result[2], "error_code": None, "error": None}
-    err = result[1]
-    code = errors.kafka_error_code(err)[1] if err is not None else errors.KAFKA_RETRIABLE_ERROR
-    return {"partition": None, "offset": None, "error_code": code, "error": result[2]}
+    # kafka-rest's v2 produce classifies a failed record itself (not with the exception mapper)
+    return {"partition": None, "offset": None, "error_code": errors.producer_error_code(result[1]),
+            "error": result[2]}
 
 
 def _kafka_exception_error(exc) -> errors.RestError:
@@ -388,26 +388,35 @@ class KafkaBackend:
             raise not_found
         return desc
 
-    def group_lags(self, group: str) -> list[tuple[str, int, int, int]]:
-        """[(topic, partition, committed offset, end offset)] of a group's committed partitions."""
-        from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-        from confluent_kafka.admin import OffsetSpec
+    def group_offsets(self, group: str) -> list[tuple[str, int, int | None]]:
+        """[(topic, partition, committed offset or None)] as the group's OffsetFetch lists them
+        (None: listed without a committed offset, as the Java Admin client's null)."""
+        from confluent_kafka import ConsumerGroupTopicPartitions
         futures = self.admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)],
                                                          request_timeout=self.timeout)
-        committed = [tp for tp in self._admin_result(futures[group]).topic_partitions
-                     if tp.error is None and tp.offset >= 0]
+        return sorted((tp.topic, tp.partition, tp.offset if tp.error is None and tp.offset >= 0 else None)
+                      for tp in self._admin_result(futures[group]).topic_partitions)
+
+    def group_lags(self, group: str, offsets: list | None = None) -> list[tuple[str, int, int, int]]:
+        """[(topic, partition, committed offset, end offset)] of a group's committed partitions;
+        `offsets` is group_offsets(group) when the caller has it already. The end offsets are
+        read committed, as kafka-rest's lag managers ask for them; a partition whose end offset
+        cannot be read is left out, as they leave out a partition without one."""
+        from confluent_kafka import IsolationLevel, TopicPartition
+        from confluent_kafka.admin import OffsetSpec
+        committed = [(t, p, o) for t, p, o in (self.group_offsets(group) if offsets is None else offsets)
+                     if o is not None]
         if not committed:
             return []
-        ends = self.admin.list_offsets({TopicPartition(tp.topic, tp.partition): OffsetSpec.latest()
-                                        for tp in committed}, request_timeout=self.timeout)
+        ends = self.admin.list_offsets({TopicPartition(t, p): OffsetSpec.latest() for t, p, _ in committed},
+                                       isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=self.timeout)
         end_of = {}
         for tp, fut in ends.items():
             try:
                 end_of[(tp.topic, tp.partition)] = fut.result(self.timeout + 1).offset
-            except Exception:
-                end_of[(tp.topic, tp.partition)] = tp.offset
-        return sorted((tp.topic, tp.partition, tp.offset, end_of.get((tp.topic, tp.partition), tp.offset))
-                      for tp in committed)
+            except Exception as e:
+                log.debug("end offset of %s-%d for group %s: %s", tp.topic, tp.partition, group, e)
+        return sorted((t, p, o, end_of[(t, p)]) for t, p, o in committed if (t, p) in end_of)
 
     # -- v3 broker configs, reassignments, ACLs ------------------------------------------------
     # librdkafka lacks what some of these need (the cluster-wide `<default>` broker entity,

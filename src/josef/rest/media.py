@@ -76,25 +76,47 @@ def _match(offer: str, typ: str, sub: str) -> int:
     return 2 if sub == osub else -1
 
 
+# Offered only where kafka-rest would answer 406: plain JSON is josef's leniency, so it must
+# never win over a type the real server produces (`Accept: <v2>;q=0.5, application/json`).
+LENIENT_OFFERS = frozenset({JSON})
+
+
+def _best_offer(ranges, offers) -> str | None:
+    # Jersey's CombinedMediaType order over every (Accept range, offer) pair: the client's q,
+    # then the server's qs, then the fewer wildcards; not RFC 7231's "most specific range
+    # decides", so `<binary>;q=0.1, */*;q=0.5` still picks binary (q 0.5 via */*, qs 1).
+    best: tuple | None = None
+    for index, (offer, qs) in enumerate(offers):
+        for typ, sub, q in ranges:
+            spec = _match(offer, typ, sub)
+            if spec < 0 or q <= 0:
+                continue
+            key = (q, qs, spec, -index)
+            if best is None or key > best[0]:
+                best = (key, offer)
+    return best[1] if best is not None else None
+
+
 def negotiate(accept: str | None, offers: list[tuple[str, float]]) -> str:
     """The offered media type the client accepts best; raises 406 when it accepts none."""
     ranges = _parse_accept(accept)
-    best: tuple | None = None
-    for index, (offer, qs) in enumerate(offers):
-        # the most specific matching range decides the client's quality for this offer
-        spec, q = -1, 0.0
-        for typ, sub, rq in ranges:
-            s = _match(offer, typ, sub)
-            if s > spec:
-                spec, q = s, rq
-        if spec < 0 or q <= 0:
-            continue
-        key = (q, qs, spec, -index)
-        if best is None or key > best[0]:
-            best = (key, offer)
-    if best is None:
+    chosen = _best_offer(ranges, [o for o in offers if o[0] not in LENIENT_OFFERS])
+    if chosen is None:
+        chosen = _best_offer(ranges, offers)
+    if chosen is None:
         raise http_error(406)
-    return best[1]
+    return chosen
+
+
+def unsupported_media_error_type(accept: str | None) -> str:
+    """The Content-Type of a 415 error: rest-utils' WebApplicationExceptionMapper takes the
+    first accepted type (in q order) that is exactly `application/json` or the v2 type, else
+    `application/json`."""
+    ranges = sorted(_parse_accept(accept), key=lambda r: -r[2])
+    for typ, sub, q in ranges:
+        if q > 0 and f"{typ}/{sub}" in (JSON, V2):
+            return f"{typ}/{sub}"
+    return JSON
 
 
 def content_type(header: str | None) -> str | None:

@@ -12,10 +12,17 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 
 from josef.rest import errors, jsoncodec
 from josef.rest.media import SCHEMA_FORMATS
-from josef.rest.util import describe_json, expect_int, parse_json_body
+from josef.rest.errors import reject_unknown_fields
+from josef.rest.util import describe_json, expect_int, expect_str, parse_json_body
+
+# the fields of kafka-rest's v2 ProduceRequest and ProduceRecord entities
+_REQUEST_FIELDS = ("records", "key_schema_id", "key_schema", "value_schema_id", "value_schema")
+_RECORD_FIELDS = ("partition", "key", "value")
+_BASE64_ALPHABET = re.compile(r"[A-Za-z0-9+/]*")
 
 
 def _optional_int(value, where: str) -> int | None:
@@ -31,6 +38,12 @@ def parse_produce_body(raw: bytes, fmt: str) -> tuple[list[tuple[int | None, byt
         raise errors.unprocessable("records may not be empty")
     if not isinstance(body, dict):
         raise errors.json_error(f"Cannot deserialize value of type `ProduceRequest` from {describe_json(body)}")
+    for name, field in body.items():  # unknown fields are 422, in document order as Jackson reads
+        reject_unknown_fields({name: None}, _REQUEST_FIELDS)
+        if name == "records" and isinstance(field, list):
+            for rec in field:
+                if isinstance(rec, dict):
+                    reject_unknown_fields(rec, _RECORD_FIELDS)
     records = body.get("records")
     if records is None:
         records = []
@@ -38,14 +51,13 @@ def parse_produce_body(raw: bytes, fmt: str) -> tuple[list[tuple[int | None, byt
         raise errors.json_error(
             f"Cannot deserialize value of type `ArrayList<ProduceRecord>` from {describe_json(records)}")
     for key in ("key_schema", "value_schema"):
-        if body.get(key) is not None and not isinstance(body[key], str):
-            raise errors.json_error(f"Cannot deserialize value of type `String` from {describe_json(body[key])}")
+        expect_str(body.get(key), key)  # Jackson takes a number or boolean as its text
     key_schema_id = _optional_int(body.get("key_schema_id"), "key_schema_id")
     value_schema_id = _optional_int(body.get("value_schema_id"), "value_schema_id")
     parsed = []
     for i, rec in enumerate(records):
-        if rec is None:
-            rec = {}
+        if rec is None:  # kafka-rest copies the list into an ImmutableList, which refuses nulls
+            raise errors.json_error(f"Cannot construct instance of `ProduceRequest`, problem: records[{i}] is null")
         if not isinstance(rec, dict):
             raise errors.json_error(f"Cannot deserialize value of type `ProduceRecord` from {describe_json(rec)}")
         parsed.append((_optional_int(rec.get("partition"), f"records[{i}].partition"),
@@ -69,9 +81,14 @@ def _serialize_binary(data) -> bytes | None:
         return None
     if not isinstance(data, str):
         raise errors.bad_request(f"data={_render(data)} is not a base64 string.")
+    # Guava's BaseEncoding.base64(), which kafka-rest decodes with: trailing '=' optional
+    # (any number of them), nothing but the alphabet before them, no length of 4n+1
+    body = data.rstrip("=")
+    if len(body) % 4 == 1 or not _BASE64_ALPHABET.fullmatch(body):
+        raise errors.bad_request(f"data={_render(data)} is not a valid base64 string.")
     try:
-        return base64.b64decode(data.encode("ascii"), validate=True)
-    except (binascii.Error, ValueError, UnicodeEncodeError):
+        return base64.b64decode(body + "=" * (-len(body) % 4))
+    except (binascii.Error, ValueError):  # pragma: no cover - the checks above rule it out
         raise errors.bad_request(f"data={_render(data)} is not a valid base64 string.") from None
 
 

@@ -61,6 +61,7 @@ class RestServer:
         import uvicorn
 
         from josef.rest.app import create_app
+        from josef.rest.front_door import FrontDoor
         from josef.rest.consumers import ConsumerManager
         from josef.rest.kafka import KafkaBackend
 
@@ -91,7 +92,7 @@ class RestServer:
         uv_log = logging.getLogger("uvicorn.error")
         if uv_log.level == logging.NOTSET:
             uv_log.setLevel(logging.WARNING)
-        config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=self.access_log,
+        config = uvicorn.Config(FrontDoor(app, app.state.produce_at_front_door), lifespan="off", log_config=None, access_log=self.access_log,
                                 server_header=False, timeout_graceful_shutdown=5)
         self._server = _Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=self.sockets), name="josef-rest")

@@ -38,6 +38,7 @@ DEFAULTS: dict[str, str] = {
     "client.timeout.ms": "10000",
     "max.poll.records": "500",
     "request.max.bytes": str(64 * 1024 * 1024),
+    "api.v3.produce.batch.maximum.entries": "10",  # kafka-rest's key: at least 1, at most 50
 }
 
 # `consumer.*` keys that configure the proxy itself, not the Kafka consumer
@@ -174,13 +175,18 @@ class RestSettings:
         self.client_timeout_ms = self._int("client.timeout.ms", minimum=1)
         self.max_poll_records = self._int("max.poll.records", minimum=1)
         self.request_max_bytes = self._int("request.max.bytes", minimum=1)
+        # validated here, with the rest, so a bad value stops the proxy before it starts
+        self.produce_batch_maximum_entries = self._int("api.v3.produce.batch.maximum.entries",
+                                                       minimum=1, maximum=50)
 
-    def _int(self, key: str, minimum: int | None = None) -> int:
+    def _int(self, key: str, minimum: int | None = None, maximum: int | None = None) -> int:
         raw = self.props[key]
         try:
             value = int(str(raw).strip())
         except ValueError:
             raise SettingsError(f"{key}: expected an integer, got {raw!r}") from None
+        if minimum is not None and maximum is not None and not minimum <= value <= maximum:
+            raise SettingsError(f"{key}: must be between {minimum} and {maximum}, got {value}")
         if minimum is not None and value < minimum:
             raise SettingsError(f"{key}: must be at least {minimum}, got {value}")
         return value

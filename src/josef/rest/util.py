@@ -114,6 +114,7 @@ def topic_partitions(items, where: str) -> list[tuple[str, int]]:
     out = []
     for i, item in enumerate(expect_list(items, where)):
         item = expect_object(item, "TopicPartition")
+        errors.reject_unknown_fields(item, ("topic", "partition"))
         topic = expect_str(item.get("topic"), f"{where}[{i}].topic")
         if item.get("partition") is None or not topic:
             raise errors.unprocessable(f"{where}[{i}]: topic and partition are required")

@@ -75,6 +75,7 @@ def _body_enum(obj: dict, key: str) -> str:
 def _acl_request(obj, entity: str = "CreateAclRequest") -> AclSpec:
     """A CreateAclRequest body, checked as kafka-rest's AclManager.validateAclCreateParameters."""
     obj = expect_object(obj, entity)
+    errors.reject_unknown_fields(obj, _ACL_FIELDS)
     resource_type = _body_enum(obj, "resource_type")
     pattern_type = _body_enum(obj, "pattern_type")
     operation = _body_enum(obj, "operation")
@@ -101,9 +102,11 @@ def _alter_commands(req, entity: str) -> tuple[list[tuple[str, str | None, str]]
     """`{"data": [{"name", "value", "operation": SET|DELETE}], "validate_only"}` as kafka-rest's
     AlterConfigBatchRequestData (operation defaults to SET)."""
     req = expect_object(req, entity)
+    errors.reject_unknown_fields(req, ("data", "validate_only"))
     ops = []
     for i, item in enumerate(expect_list(req.get("data"), "data")):
         item = expect_object(item, "AlterEntry")
+        errors.reject_unknown_fields(item, ("name", "value", "operation"))
         key = expect_str(item.get("name"), f"data[{i}].name")
         op = (expect_str(item.get("operation"), f"data[{i}].operation") or "SET").upper()
         if not key or op not in ("SET", "DELETE"):
@@ -132,7 +135,8 @@ def register_v3_admin(app: FastAPI, ctx, h) -> None:
 
     async def broker_of(cid: str, bid: str) -> int:
         n = path_int(bid)
-        info = await h.check_cluster(cid)
+        # BrokerConfigManager rewraps its NotFoundException: an unknown cluster is a bare 404
+        info = await h.check_cluster(cid, "HTTP 404 Not Found")
         if n not in {b[0] for b in info[2]}:
             raise h.not_found(f"Broker {n} cannot be found.")
         return n
@@ -177,7 +181,9 @@ def register_v3_admin(app: FastAPI, ctx, h) -> None:
         req = parse_json_body(raw)
         if req is None:
             raise _null_payload()
-        return expect_str(expect_object(req, entity).get("value"), "value")
+        req = expect_object(req, entity)
+        errors.reject_unknown_fields(req, ("value",))
+        return expect_str(req.get("value"), "value")
 
     @app.put("/v3/clusters/{cid}/brokers/{bid}/configs/{name}", tags=TAGS, summary="Set a broker config")
     async def set_broker_config(request: Request, cid: str, bid: str, name: str):
@@ -223,7 +229,9 @@ def register_v3_admin(app: FastAPI, ctx, h) -> None:
                 **{k: v for k, v in fields.items() if k != "cluster_id"}}
 
     async def cluster_configs(cid: str) -> list[ConfigInfo]:
-        await h.check_cluster(cid)
+        # list, get and delete go through ClusterConfigManager's listing, which rewraps the
+        # unknown cluster as a bare 404 (set and `:alter` do not list, and name the cluster)
+        await h.check_cluster(cid, "HTTP 404 Not Found")
         return await backend.run(backend.broker_configs, None)
 
     @app.get("/v3/clusters/{cid}/broker-configs", tags=TAGS, summary="Cluster-wide dynamic broker config defaults")
@@ -366,7 +374,9 @@ def register_v3_admin(app: FastAPI, ctx, h) -> None:
         req = parse_json_body(raw)
         if req is None:
             raise _null_payload()
-        items = expect_object(req, "CreateAclBatchRequest").get("data")
+        req = expect_object(req, "CreateAclBatchRequest")
+        errors.reject_unknown_fields(req, ("data",))
+        items = req.get("data")
         if items is None:
             raise RestError(422, errors.INVALID_PAYLOAD, "Payload error. Empty input provided. Data is required.")
         specs = [_acl_request(item) for item in expect_list(items, "data")]
