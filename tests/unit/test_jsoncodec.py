@@ -54,3 +54,67 @@ def test_what_is_not_json_is_refused(raw):
 def test_invalid_utf8_is_a_unicode_error():
     with pytest.raises(UnicodeDecodeError):
         jsoncodec.loads(b'"\xff\xfe"')
+
+
+values_of_a_stream = st.lists(json_values, max_size=8)
+
+
+def feed_in_pieces(encoded: bytes, cuts: list[int]):
+    stream = jsoncodec.JsonStream()
+    got = []
+    last = 0
+    for cut in sorted(c % (len(encoded) + 1) for c in cuts):
+        got += stream.feed(encoded[last:cut])
+        last = cut
+    got += stream.feed(encoded[last:])
+    values, error = stream.finish()
+    return got + values, error
+
+
+@settings(max_examples=300, deadline=None)
+@given(values_of_a_stream, st.sampled_from(["\n", "\r\n", " ", "", "\n\n  "]), st.booleans(),
+       st.lists(st.integers(min_value=0), max_size=6))
+def test_a_stream_splits_into_its_values_wherever_the_chunks_end(values, separator, pretty, cuts):
+    if pretty:
+        texts = [json.dumps(v, indent=2, ensure_ascii=False) for v in values]
+    else:
+        texts = [json.dumps(v, ensure_ascii=False) for v in values]
+    if separator == "":  # values with nothing between them must delimit themselves
+        texts = [json.dumps([v]) for v in values]
+        values = [[v] for v in values]
+    encoded = separator.join(texts).encode("utf-8")
+    got, error = feed_in_pieces(encoded, cuts)
+    assert error is None
+    assert got == values
+
+
+@pytest.mark.parametrize("raw, values, error", [
+    (b'{"a":1}\n{"b":\n', [{"a": 1}], "Unexpected character"),
+    (b'{"a":1}\nxyz\n', [{"a": 1}], "Unexpected character"),
+    (b'{"a":1} {"b":2}\n{"c":3}', [{"a": 1}, {"b": 2}, {"c": 3}], None),
+    (b'{"n":123456789012345678901234567890}\n', [{"n": 123456789012345678901234567890}], None),
+    (b"", [], None),
+    (b"  \n\n ", [], None),
+])
+def test_a_stream_with_bad_or_odd_content(raw, values, error):
+    got, err = feed_in_pieces(raw, [3, 9])
+    assert got == values
+    assert (err is None) if error is None else err.startswith(error)
+
+
+def test_a_stream_with_invalid_utf8_raises():
+    stream = jsoncodec.JsonStream()
+    with pytest.raises(UnicodeDecodeError):
+        stream.feed(b'{"a":"\xff"}\n')
+        stream.finish()
+
+
+def test_a_stream_gives_values_before_their_line_ends():
+    """A client that waits for each answer sends no newline after its record."""
+    stream = jsoncodec.JsonStream()
+    assert stream.feed(b'{"a":1}') == [{"a": 1}]
+    assert stream.feed(b'{"b":2}{"c":') == [{"b": 2}]
+    assert stream.feed(b'"\xc3') == []  # a character cut in two by the chunk's end
+    assert stream.feed(b'\xa9"}\n[1,\n') == [{"c": "é"}]
+    assert stream.feed(b'2]\n') == [[1, 2]]
+    assert stream.finish() == ([], None)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import codecs
 import collections
 import functools
 import json
@@ -34,7 +33,6 @@ from fastapi.responses import Response
 from josef.rest import errors, jsoncodec, media
 from josef.rest.errors import RestError
 from josef.rest.kafka import ProduceBatch
-from josef.rest.jsoncodec import reject_json_constant
 from josef.rest.util import expect_int, expect_list, expect_object, expect_str, parse_json_body, path_int
 
 TAGS = ["v3"]
@@ -90,6 +88,7 @@ _RECORD_FIELDS = frozenset({"partition_id", "headers", "key", "value", "timestam
 _BATCH_ENTRY_FIELDS = _RECORD_FIELDS | {"id"}
 _DATA_FIELDS = frozenset({"type", "subject", "subject_name_strategy", "schema_id", "schema_version", "schema",
                           "data"})
+_SCHEMA_KEYS = frozenset({"schema", "schema_id", "schema_version", "subject", "subject_name_strategy"})
 _HEADER_FIELDS = frozenset({"name", "value"})
 _BATCH_ID = re.compile(r"[0-9A-Za-z_-]{1,80}")  # ProduceBatchRequestEntry: 1 to 80 of these
 
@@ -522,8 +521,8 @@ def register_v3(app: FastAPI, ctx) -> None:
         if shape is None:
             return None, None
         fmt, data = shape
-        schema_given = any(data.get(k) is not None for k in
-                           ("schema", "schema_id", "schema_version", "subject", "subject_name_strategy"))
+        schema_given = (not _SCHEMA_KEYS.isdisjoint(data)  # usually: the generator is the slow part
+                        and any(data.get(k) is not None for k in _SCHEMA_KEYS))
         if fmt in _SCHEMA_FORMATS or (not fmt and schema_given):
             # kafka-rest without a Schema Registry (SchemaManagerThrowing), answered per record
             raise errors.in_stream_constraint(errors.schema_registry_required())
@@ -633,39 +632,28 @@ def register_v3(app: FastAPI, ctx) -> None:
             arrived.set()
 
         async def read_and_produce():
-            decoder = json.JSONDecoder(parse_constant=reject_json_constant)
-            utf8 = codecs.getincrementaldecoder("utf-8")()
-            buf, pos, seen, total = "", 0, 0, 0
+            stream = jsoncodec.JsonStream()
+            seen, total = 0, 0
+
+            async def produce(objs: list) -> None:
+                nonlocal seen
+                seen += len(objs)
+                for item in await produce_many(objs):
+                    push(item)
+
             try:
                 async for chunk in request.stream():
                     total += len(chunk)
                     if total > limit:
                         push(errors.http_error(413).body())
                         return
-                    buf = buf[pos:] + utf8.decode(chunk)
-                    pos = 0
-                    objs = []
-                    while True:
-                        while pos < len(buf) and buf[pos].isspace():
-                            pos += 1
-                        if pos >= len(buf):
-                            break
-                        try:
-                            obj, pos = decoder.raw_decode(buf, pos)
-                        except json.JSONDecodeError:
-                            break  # incomplete: wait for more bytes (judged at the end)
-                        objs.append(obj)
-                    seen += len(objs)
+                    objs = stream.feed(chunk)
                     if objs:
-                        for item in await produce_many(objs):
-                            push(item)
-                buf = buf[pos:] + utf8.decode(b"", final=True)
-                if buf.strip():
-                    try:
-                        decoder.raw_decode(buf.strip())
-                        err = "Unexpected content after a record"
-                    except json.JSONDecodeError as e:
-                        err = f"Unexpected character at line {e.lineno} column {e.colno}: {e.msg}"
+                        await produce(objs)
+                objs, err = stream.finish()
+                if objs:
+                    await produce(objs)
+                if err is not None:
                     push(RestError(400, 400, f"Bad Request: {err}").body())
                 elif seen == 0:
                     push(RestError(422, errors.INVALID_PAYLOAD,
@@ -681,8 +669,10 @@ def register_v3(app: FastAPI, ctx) -> None:
                 push(None)
 
         async def produce_many(objs: list) -> list:
-            """Per record, in order: an error body now, or (future of the delivery, formats,
-            key, value); the valid records are enqueued in one executor call."""
+            """Per record, in order: an error body now, or (future of the chunk's deliveries,
+            index in them, formats, key, value). The valid records of a chunk are enqueued in
+            one executor call and resolve one future: one loop wake-up per chunk, not per
+            record."""
             nonlocal count
             parsed = []
             for obj in objs:
@@ -694,30 +684,26 @@ def register_v3(app: FastAPI, ctx) -> None:
             wanted = max((p[0][0] for p in parsed if p[0] is not None and p[0][0] is not None), default=-1)
             if count is not None and wanted >= count:
                 count = await topic_partitions(name, wanted)
-            items, batch = [], []
+            items, records = [], []
+            future = loop.create_future()
             for rec, kf, vf, err in parsed:
                 err = err or placement_error(name, rec[0], count)
                 if err is not None:
                     items.append(err.body())
                     continue
-                future = loop.create_future()
-                batch.append((rec, ProduceBatch(1, loop, future)))
-                items.append((future, kf, vf, rec[1], rec[2]))
-            if batch:
-                await backend.run(enqueue_each, name, batch)
+                items.append((future, len(records), kf, vf, rec[1], rec[2]))
+                records.append(rec)
+            if records:
+                await backend.run(backend.enqueue, name, records, ProduceBatch(len(records), loop, future))
             return items
-
-        def enqueue_each(topic: str, batch: list) -> None:
-            for rec, report in batch:
-                backend.enqueue(topic, [rec], report)
 
         def ready(item) -> bool:
             return isinstance(item, dict) or item[0].done()
 
         def answer(item) -> bytes:
             if not isinstance(item, dict):
-                future, kf, vf, key, value = item
-                item = render(cid, name, future.result()[0], kf, vf, key, value)
+                future, index, kf, vf, key, value = item
+                item = render(cid, name, future.result()[index], kf, vf, key, value)
             return jsoncodec.dumps(item)
 
         reader = asyncio.create_task(read_and_produce())
