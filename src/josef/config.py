@@ -207,6 +207,7 @@ BROKER_CONFIGS = _table(
     ConfigDef("replica.lag.time.max.ms", "long", 30000),
     ConfigDef("leader.replication.throttled.rate", "long", LONG_MAX, minimum=0),
     ConfigDef("follower.replication.throttled.rate", "long", LONG_MAX, minimum=0),
+    ConfigDef("max.incremental.fetch.session.cache.slots", "int", 1000, minimum=0),
     ConfigDef("auto.leader.rebalance.enable", "bool", True),
     ConfigDef("leader.imbalance.check.interval.seconds", "long", 300, minimum=1),
     ConfigDef("leader.imbalance.per.broker.percentage", "int", 10, minimum=0),

@@ -47,6 +47,16 @@ def valid_produce_frame(topic: str) -> bytes:
     return frame(0, 7, body)
 
 
+def fetch_frame(topic: str, session_id: int, epoch: int) -> bytes:
+    """A valid Fetch v11 for partitions 0 and 1 of `topic`, forgetting its partition 5 (KIP-227 fields)."""
+    name = topic.encode()
+    body = struct.pack(">iiiibii", -1, 0, 1, 1 << 20, 0, session_id, epoch)
+    body += struct.pack(">ih", 1, len(name)) + name + struct.pack(">i", 2)
+    body += struct.pack(">iiqqi", 0, -1, 0, -1, 1 << 20) + struct.pack(">iiqqi", 1, -1, 0, -1, 1 << 20)
+    body += struct.pack(">ih", 1, len(name)) + name + struct.pack(">ii", 1, 5)
+    return frame(1, 11, body + struct.pack(">h", 0))
+
+
 def test_kio_killer_frames_do_not_crash(broker):
     # the 21-byte Metadata v12 frame whose array count makes kio allocate 34 GB and abort
     killer = frame(3, 12, b"\xff\xff\xff\xff\x0f", flexible=True)
@@ -101,7 +111,15 @@ def test_random_and_truncated_frames_then_normal_use(broker):
         frame(18, 3, b"\x05josef\x04"+b"1.0\x00", flexible=True),
         frame(1, 11, struct.pack(">iiiiibii", -1, 500, 1, 1 << 20, 0, 0, -1, 1) + struct.pack(">h", 4) + b"fuzz"
               + struct.pack(">i", 1) + struct.pack(">iiqqi", 0, -1, 0, -1, 1 << 20) + struct.pack(">i", 0) + b"\x00\x00"),
+        fetch_frame(topic, 0, 0),  # opens a fetch session
+        fetch_frame(topic, 0, -1),
+        fetch_frame(topic, 1234, 1),
     ]
+    # a real session, so that mutated epochs, ids and forgotten partitions meet one
+    opened = send_frames(broker.port, [fetch_frame(topic, 0, 0)])
+    session_id = struct.unpack_from(">i", opened, 14)[0]  # size, correlation id, throttle, error, session id
+    assert session_id > 0
+    seeds += [fetch_frame(topic, session_id, epoch) for epoch in (1, 2, 3)]
     for _ in range(300):
         f = bytearray(rng.choice(seeds))
         mode = rng.random()

@@ -10,6 +10,7 @@ from typing import Callable
 from josef.broker.cache import LruCache
 from josef.broker.config_admin import ConfigAdmin
 from josef.broker.dispatcher import Dispatcher
+from josef.broker.fetch_sessions import FetchSessionCache
 from josef.broker.purgatory import FetchPurgatory
 from josef.broker.isr import Replication
 from josef.broker.replica_fetcher import ReplicaFetchers
@@ -64,6 +65,9 @@ class Broker:
                 checkpoint = self.logs.high_watermark_checkpoint(topic, partition)
                 plog.high_watermark = min(checkpoint or 0, plog.log_end_offset)
         self.purgatory = FetchPurgatory()
+        self.fetch_sessions = FetchSessionCache(self.config["max.incremental.fetch.session.cache.slots"],
+                                                self._partition_count)
+        self._counted: tuple[object, int] = (None, 0)
         self.metadata_cache = LruCache(METADATA_CACHE_SIZE)  # encoded Metadata answers
         self.replicas = ReplicaManager(self)
         self.replication = Replication(self)
@@ -123,6 +127,13 @@ class Broker:
                     future.set_result(True)
                 else:
                     self._waiters.append((predicate, future))
+
+    def _partition_count(self) -> int:
+        """Partitions in the cluster (the most a fetch session may hold), counted once per snapshot."""
+        topics = self.store.snapshot.topics
+        if self._counted[0] is not topics:
+            self._counted = (topics, sum(len(t.partitions) for t in topics.values()))
+        return self._counted[1]
 
     def when(self, predicate: Callable[[ClusterMetadata], bool], timeout_s: float) -> asyncio.Future:
         """A future that turns True once the metadata satisfies `predicate`, False at the deadline."""

@@ -109,6 +109,18 @@ class Replication:
             self._change_isr(key, led, add=replica)  # it has everything committed: it may join
         self.advance(key)
 
+    def followers_caught_up(self, keys, replica: int) -> None:
+        """`replica` fetched these partitions again at their log end and its fetch session left
+        them unread (nothing changed, see fetch_sessions.FetchSession.plan): it is still caught
+        up, which is all follower_fetched would note."""
+        now = time.monotonic()
+        led = self.led
+        for key in keys:
+            state = led.get(key)
+            follower = state.followers.get(replica) if state is not None else None
+            if follower is not None:
+                follower.caught_up_at = follower.last_fetch_at = now
+
     def advance(self, key) -> None:
         """Move the high watermark to the smallest log end among the ISR; release acks."""
         plog = self.broker.logs.get(*key)

@@ -5,6 +5,14 @@ listener, appends what comes back with the leader's offsets and epochs, and foll
 leader's high watermark. The network call runs in a worker thread (the small blocking
 client); appends run on the event loop, which owns the logs. This is the copy step of a
 reassignment; leader-epoch truncation and the full ISR protocol build on it.
+
+Each fetcher keeps an incremental fetch session (KIP-227, broker/fetch_sessions.py) with its
+leader: after one full fetch, a request names only the partitions whose fetch position moved
+and the answer only those with news, so an idle partition costs a round trip nothing on the
+wire. A session error, a lost connection or a leader without a free slot sends it back to full
+fetches. A partition that comes back with an error sits out the next RETRY_S / 5 (as Kafka's
+fetcher backs a failed partition off), so it neither stalls the others nor makes the leader
+answer at once in a loop.
 """
 from __future__ import annotations
 
@@ -12,6 +20,7 @@ import asyncio
 import logging
 import time
 
+from josef.broker.fetch_sessions import FetcherSession
 from josef.broker.throttle import Quota, is_throttled
 from josef.client.wire import KafkaConnection, WireError, request_class
 from josef.protocol.entities import to_entity
@@ -34,6 +43,9 @@ class ReplicaFetchers:
         self.wanted: dict[int, set[tuple[str, int]]] = {}  # leader id -> partitions to follow
         self.tasks: dict[int, asyncio.Task] = {}
         self.validated: dict[tuple[str, int], int] = {}  # leader epoch our log was checked against
+        self.backoff: dict[tuple[str, int], tuple[int, float]] = {}  # partition -> (leader, may fetch again at)
+        self.sessions: dict[int, FetcherSession] = {}  # leader id -> our fetch session with it
+        self._followed_cache: dict[int, tuple] = {}  # leader id -> (snapshot, keys, entries)
         self.quota = Quota()  # follower.replication.throttled.rate, shared by every fetcher
         self.closed = False
 
@@ -47,6 +59,10 @@ class ReplicaFetchers:
                 if me in p.replicas and p.leader >= 0 and p.leader != me:
                     wanted.setdefault(p.leader, set()).add((topic.name, p.partition))
         self.wanted = wanted
+        self._followed_cache = {leader: c for leader, c in self._followed_cache.items() if leader in wanted}
+        if self.backoff:
+            followed = set().union(*wanted.values())
+            self.backoff = {k: t for k, t in self.backoff.items() if k in followed}
         for leader in wanted:
             if leader not in self.tasks or self.tasks[leader].done():
                 self.tasks[leader] = asyncio.get_running_loop().create_task(self._run(leader))
@@ -60,6 +76,7 @@ class ReplicaFetchers:
 
     async def _run(self, leader: int) -> None:
         conn = None
+        session = self.sessions[leader] = FetcherSession()
         try:
             while self.wanted.get(leader):
                 if conn is None:
@@ -72,23 +89,33 @@ class ReplicaFetchers:
                     if unchecked:
                         response = await asyncio.to_thread(conn.request, self._epoch_request(unchecked))
                         self._truncate(leader, unchecked, response)
-                    request = self._request(leader)
+                    request = self._request(leader, session)
                     if request is None:  # nothing checked against this leader's epoch yet
                         await asyncio.sleep(RETRY_S / 5)
                         continue
                     response = await asyncio.to_thread(conn.request, request)
                 except (WireError, OSError) as e:
                     log.info("fetching from broker %d: %s", leader, e)
+                    session.on_failure()
                     conn.close()
                     conn = None
                     await asyncio.sleep(RETRY_S)
                     continue
-                if not self._apply(leader, response):
-                    await asyncio.sleep(RETRY_S / 5)  # only errors: metadata is converging
+                was_full = session.full
+                if not session.on_response(response.error_code, response.session_id):
+                    log.info("fetch session %d with broker %d: error %d; fetching in full", request.session_id,
+                             leader, response.error_code)
+                    continue
+                if was_full and session.session_id:
+                    log.info("fetch session %d with broker %d opened for %d partitions", session.session_id,
+                             leader, len(session.sent))
+                self._apply(leader, response)
         finally:
             if conn is not None:
                 conn.close()
             self.tasks.pop(leader, None)
+            if self.sessions.get(leader) is session:
+                del self.sessions[leader]
 
     async def _connect(self, leader: int) -> KafkaConnection | None:
         info = self.broker.store.snapshot.brokers.get(leader)
@@ -102,28 +129,62 @@ class ReplicaFetchers:
             log.info("cannot reach broker %d at %s:%d: %s", leader, *endpoint, e)
             return None
 
-    def _request(self, leader: int):
-        topics: dict[str, list[dict]] = {}
+    def _followed(self, leader: int) -> list:
+        """[(key, log or None, leader epoch, follower-throttled)] of the partitions we follow on
+        `leader`, sorted; worked out once per metadata snapshot (a fetch loop runs per round trip)."""
         snapshot = self.broker.store.snapshot
-        for name, partition in sorted(self.wanted.get(leader, ())):
-            plog = self.broker.logs.get(name, partition)
-            info = snapshot.topics.get(name)
-            if plog is None or info is None or self.validated.get((name, partition)) != \
-                    info.partitions[partition].leader_epoch:
+        keys = self.wanted.get(leader, ())
+        cached = self._followed_cache.get(leader)
+        if cached is not None and cached[0] is snapshot and cached[1] is keys:
+            return cached[2]
+        entries = []
+        complete = True
+        for key in sorted(keys):
+            info = snapshot.topics.get(key[0])
+            if info is None:
                 continue
-            if self._throttled(info, partition) and not self.quota.available(self._rate()):
+            plog = self.broker.logs.get(*key)
+            complete = complete and plog is not None
+            entries.append((key, plog, info.partitions[key[1]].leader_epoch, self._throttled(info, key[1])))
+        if complete:  # a log not open yet: look again next time
+            self._followed_cache[leader] = (snapshot, keys, entries)
+        return entries
+
+    def _request(self, leader: int, session: FetcherSession):
+        """The next Fetch for `leader`, or None when no partition may fetch from it now."""
+        wanted = {}
+        validated, backoff = self.validated, self.backoff
+        now = time.monotonic()
+        for key, plog, epoch, throttled in self._followed(leader):
+            if plog is None or validated.get(key) != epoch:
                 continue
-            topics.setdefault(name, []).append({
-                "partition": partition, "current_leader_epoch": info.partitions[partition].leader_epoch,
-                "fetch_offset": plog.log_end_offset, "last_fetched_epoch": -1,
-                "log_start_offset": plog.log_start_offset, "partition_max_bytes": PARTITION_MAX_BYTES})
-        if not topics:
+            if backoff and key in backoff:
+                if backoff[key][0] == leader and backoff[key][1] > now:
+                    continue
+                del backoff[key]
+            if throttled and not self.quota.available(self._rate()):
+                continue
+            # FetchPartition v12 order: current_leader_epoch, fetch_offset, last_fetched_epoch,
+            # log_start_offset, partition_max_bytes
+            wanted[key] = (epoch, plog.log_end_offset, -1, plog.log_start_offset, PARTITION_MAX_BYTES)
+        if not wanted:
             return None
+        send, forget = session.build(wanted)
+        topics: dict[str, list[dict]] = {}
+        for (name, partition), (epoch, offset, last_epoch, start, max_bytes) in send.items():
+            topics.setdefault(name, []).append({
+                "partition": partition, "current_leader_epoch": epoch, "fetch_offset": offset,
+                "last_fetched_epoch": last_epoch, "log_start_offset": start, "partition_max_bytes": max_bytes})
+        forgotten: dict[str, list[int]] = {}
+        for name, partition in forget:
+            forgotten.setdefault(name, []).append(partition)
         return to_entity(request_class(1, FETCH_VERSION), {
             "cluster_id": None, "replica_id": self.broker.broker_id, "max_wait": MAX_WAIT_MS, "min_bytes": 1,
-            "max_bytes": 0x7FFFFFFF, "isolation_level": 0, "session_id": 0, "session_epoch": -1,
+            "max_bytes": 0x7FFFFFFF, "isolation_level": 0, "session_id": session.session_id,
+            "session_epoch": session.epoch,
             "topics": [{"topic": t, "partitions": ps} for t, ps in topics.items()],
-            "forgotten_topics_data": [], "rack_id": ""})
+            "forgotten_topics_data": [{"topic": t, "partitions": ps} for t, ps in forgotten.items()],
+            "rack_id": ""})
 
     def _throttled(self, info, partition: int) -> bool:
         return info is not None and is_throttled(info.configs.get("follower.replication.throttled.replicas"),
@@ -136,13 +197,8 @@ class ReplicaFetchers:
 
     def _unchecked(self, leader: int) -> dict[tuple[str, int], int]:
         """Partitions whose leader epoch changed since our log was last checked against it."""
-        snapshot = self.broker.store.snapshot
-        out = {}
-        for key in self.wanted.get(leader, ()):
-            info = snapshot.topics.get(key[0])
-            if info is not None and self.validated.get(key) != info.partitions[key[1]].leader_epoch:
-                out[key] = info.partitions[key[1]].leader_epoch
-        return out
+        validated = self.validated
+        return {key: epoch for key, _, epoch, _ in self._followed(leader) if validated.get(key) != epoch}
 
     def _epoch_request(self, unchecked: dict[tuple[str, int], int]):
         topics: dict[str, list[dict]] = {}
@@ -178,10 +234,9 @@ class ReplicaFetchers:
                     plog.truncate_to(point)
                 self.validated[key] = unchecked[key]
 
-    def _apply(self, leader: int, response) -> bool:
-        """Append what the leader sent; False if every partition came back with an error."""
+    def _apply(self, leader: int, response) -> None:
+        """Append what the leader sent; partitions that came back with an error back off."""
         now = int(time.time() * 1000)
-        progressed = False
         for topic in response.responses:
             for p in topic.partitions:
                 key = (topic.topic, p.partition_index)
@@ -196,9 +251,9 @@ class ReplicaFetchers:
                     else:  # ahead of the leader's log end: find the divergence point again
                         self.validated.pop(key, None)
                     continue
-                if p.error_code != Error.NONE:
-                    continue  # a leader change on its way: the next snapshot redirects us
-                progressed = True
+                if p.error_code != Error.NONE:  # a leader change on its way: the next snapshot redirects us
+                    self.backoff[key] = (leader, time.monotonic() + RETRY_S / 5)
+                    continue
                 if p.records:
                     if self._throttled(self.broker.store.snapshot.topics.get(key[0]), key[1]):
                         self.quota.spend(len(p.records), self._rate())
@@ -208,4 +263,3 @@ class ReplicaFetchers:
                         log.error("%s-%d: refusing replicated data: %s", *key, e)
                         continue
                 plog.high_watermark = min(max(plog.high_watermark, p.high_watermark), plog.log_end_offset)
-        return progressed
