@@ -189,6 +189,9 @@ def consumer_config(args, servers: str) -> dict:
         raise ToolError("The group ids provided in different places (directly using '--group', via "
                         "'--consumer-property', or via '--consumer.config') do not match. Detected group ids: "
                         + ", ".join(f"'{g}'" for g in sorted(groups)))
+    if groups and not next(iter(groups)).strip(" \t\n\v\f\r"):
+        # librdkafka has no group for a blank id, and confluent-kafka then aborts the process
+        raise ToolError("The group id must not be blank.")
     if groups and args.partition is not None:
         raise ToolError("Options group and partition cannot be specified together.")
     reset = conf.get("auto.offset.reset")

@@ -166,6 +166,13 @@ def _consumer_conf(settings: RestSettings, group: str, name: str, cfg: InstanceC
         conf["auto.offset.reset"] = mapped
     else:
         conf.setdefault("auto.offset.reset", "latest")
+    # What librdkafka cannot take would abort the whole process inside confluent-kafka (an
+    # assertion, not an exception): a NUL in a C string, a group id of blanks only.
+    for key, value in conf.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise errors.invalid_consumer_config(f"Invalid value for configuration {key}: a NUL character")
+    if not group.strip(" \t\n\v\f\r"):
+        raise errors.invalid_consumer_config(f"Invalid value {group!r} for configuration group.id: blank")
     return conf
 
 

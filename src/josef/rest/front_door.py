@@ -1,8 +1,11 @@
 """The REST Proxy's outermost ASGI layer, in front of FastAPI.
 
-Two jobs:
+Three jobs:
 - Jersey matches `/topics/` like `/topics`; Starlette would redirect, so a trailing slash is
   dropped before routing.
+- A NUL character in the path names nothing that can exist (no Kafka topic, and no group or
+  config librdkafka could take, whose C strings end there): 404 before any handler hands it to
+  librdkafka, which would misread it.
 - v2 produce (`POST /topics/{t}`, `POST /topics/{t}/partitions/{p}`) goes straight to its
   handler. FastAPI's middleware, routing and dependency layers cost about as much event-loop
   time per request as the produce handler itself (bench/RESULTS.md). The handler is the one
@@ -32,6 +35,9 @@ class FrontDoor:
             if len(path) > 1 and path.endswith("/"):
                 path = path.rstrip("/") or "/"
                 scope = dict(scope, path=path)
+            if "\x00" in path:
+                await _not_found(path, send)
+                return
             if scope["method"] == "POST" and not scope.get("root_path"):
                 match = _PRODUCE_PATH.fullmatch(path)
                 if match is not None:
@@ -39,3 +45,11 @@ class FrontDoor:
                     await response(scope, receive, send)
                     return
         await self.app(scope, receive, send)
+
+
+async def _not_found(path: str, send) -> None:
+    media_type = b"application/json" if path.startswith("/v3") else b"application/vnd.kafka.v2+json"
+    body = b'{"error_code":404,"message":"HTTP 404 Not Found"}'
+    await send({"type": "http.response.start", "status": 404,
+                "headers": [(b"content-type", media_type), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

@@ -370,6 +370,8 @@ class KafkaBackend:
                             not_found) -> None:
         """Incremental SET/DELETE of topic configs."""
         from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+        if not ops:
+            return  # nothing to change (the Admin client refuses to send an empty list)
         entries = [ConfigEntry(key, value, incremental_operation=getattr(AlterConfigOpType, op))
                    for key, value, op in ops]
         resource = ConfigResource(ConfigResource.Type.TOPIC, name, incremental_configs=entries)
@@ -538,6 +540,8 @@ class KafkaBackend:
 
     def _alter_broker_configs_librdkafka(self, broker_id: int, ops, validate_only: bool) -> None:
         from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+        if not ops:
+            return  # nothing to change (the Admin client refuses to send an empty list)
         entries = [ConfigEntry(k, v, incremental_operation=getattr(AlterConfigOpType, op)) for k, v, op in ops]
         resource = ConfigResource(ConfigResource.Type.BROKER, str(broker_id), incremental_configs=entries)
         futures = self.admin.incremental_alter_configs([resource], request_timeout=self.timeout,
