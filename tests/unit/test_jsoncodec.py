@@ -118,3 +118,14 @@ def test_a_stream_gives_values_before_their_line_ends():
     assert stream.feed(b'\xa9"}\n[1,\n') == [{"c": "é"}]
     assert stream.feed(b'2]\n') == [[1, 2]]
     assert stream.finish() == ([], None)
+
+
+@pytest.mark.parametrize("first, second, value", [
+    (b"6.1e", b"+16\n", 6.1e16), (b"1.", b"5\n", 1.5), (b"-", b"7\n", -7), (b"12", b"3\n", 123),
+    (b"[1]\n2.5E", b"-3 ", 2.5e-3)])
+def test_a_number_cut_by_a_chunk_is_not_cut_short(first, second, value):
+    stream = jsoncodec.JsonStream()
+    got = stream.feed(first) + stream.feed(second)
+    values, error = stream.finish()
+    assert error is None
+    assert (got + values)[-1] == value

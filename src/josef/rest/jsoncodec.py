@@ -53,6 +53,8 @@ def dumps(value) -> bytes:
 
 
 _WHITESPACE = re.compile(r"\s*")
+_NUMBER_TAIL = re.compile(r"[0-9eE+.-]*")  # what may still follow a number's first digits
+_NUMBER_BYTES = frozenset(bytes([c]) for c in b"0123456789eE+-.")
 
 
 class JsonStream:
@@ -120,7 +122,7 @@ class JsonStream:
         """The whole values at the start of the unfinished line (a client that waits for each
         answer sends no newline after its record), leaving the rest of the line unread."""
         rest = self._bytes
-        if not rest[-1:].isdigit():  # a number at the very end may go on in the next chunk
+        if rest[-1:] not in _NUMBER_BYTES:  # a number at the very end may go on in the next chunk
             try:
                 value = loads(rest)
             except ValueError:
@@ -153,8 +155,8 @@ class JsonStream:
                 value, end = self._decoder.raw_decode(text, pos)
             except json.JSONDecodeError:
                 break  # incomplete: wait for more bytes (finish() judges what is left)
-            if end == len(text) and text[-1].isdigit() and not final:
-                break  # a number that the next chunk may continue
+            if not final and type(value) in (int, float) and _NUMBER_TAIL.fullmatch(text, end):
+                break  # a number that the next chunk may continue ("1", "1." or "1e" so far)
             values.append(value)
             pos = end
         return values, pos
