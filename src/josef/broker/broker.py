@@ -13,6 +13,7 @@ from josef.broker.dispatcher import Dispatcher
 from josef.broker.fetch_sessions import FetchSessionCache
 from josef.broker.purgatory import FetchPurgatory
 from josef.broker.isr import Replication
+from josef.broker.metadata_writer import MetadataWriter
 from josef.broker.replica_fetcher import ReplicaFetchers
 from josef.broker.replica_manager import ReplicaManager
 from josef.broker.server import KafkaServer
@@ -71,6 +72,7 @@ class Broker:
         self.metadata_cache = LruCache(METADATA_CACHE_SIZE)  # encoded Metadata answers
         self.replicas = ReplicaManager(self)
         self.replication = Replication(self)
+        self.metadata_writer = MetadataWriter(off_loop=self.in_cluster)  # ZooKeeper writes leave the loop
         self.topic_admin = TopicAdmin(self)
         self.coordinator = GroupCoordinator(self)
         self.config_admin = ConfigAdmin(self)
@@ -181,12 +183,14 @@ class Broker:
         dynamic = self.store.broker_configs
         return BrokerConfig({**self.static_props, **dynamic.get("", {}), **dynamic.get(str(self.broker_id), {})})
 
+    # metadata writes: they run where self.metadata_writer runs them; logs and the effective
+    # config follow through _on_metadata, which both stores call on the loop before answering
+
     def alter_topic_configs(self, name: str, overrides: dict[str, str]) -> None:
-        self.store.set_topic_configs(name, overrides)  # logs follow through _on_metadata
+        self.store.set_topic_configs(name, overrides)
 
     def alter_broker_configs(self, entity: str, overrides: dict[str, str]) -> None:
         self.store.set_broker_configs(entity, overrides)
-        self._on_metadata(self.store.snapshot, self.store.snapshot)
 
     def _reconfigure_logs(self, topics) -> None:
         """New settings reach open logs at once: no restart needed."""
@@ -289,6 +293,7 @@ class Broker:
         if self.cleaner is not None:
             self.cleaner.close()
         self.coordinator.stop()
+        self.metadata_writer.close()
         self.logs.close()
         if self.in_cluster:
             self.store.close()  # our registration goes with the session

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from josef.cluster.zk_store import MetadataUnavailable
 from josef.config import (BROKER_CONFIGS, TOPIC_CONFIGS, TOPIC_SYNONYMS, BrokerConfig, ConfigError,
                           parse_topic_configs)
 from josef.protocol.errors import Error
@@ -134,8 +135,11 @@ class ConfigAdmin:
     # --- alter ------------------------------------------------------------------------
 
     def alter(self, resource_type: int, name: str, changes: list[tuple[str, int, str | None]],
-              *, incremental: bool, validate_only: bool) -> None:
-        """Apply [(key, operation, value)]; a legacy (non-incremental) alter replaces every override."""
+              *, incremental: bool, validate_only: bool):
+        """Apply [(key, operation, value)]; a legacy (non-incremental) alter replaces every override.
+
+        Validation errors raise ConfigAdminError; the answer is the future of the metadata write
+        (which fails with ConfigAdminError), None for validate_only."""
         if resource_type == TOPIC:
             topic = self.broker.store.snapshot.topics.get(name)
             if topic is None:
@@ -147,7 +151,7 @@ class ConfigAdmin:
             except ConfigError as e:
                 raise ConfigAdminError(Error.INVALID_CONFIG, str(e)) from None
             if not validate_only:
-                self.broker.alter_topic_configs(name, updated)
+                return self._write(self.broker.alter_topic_configs, name, updated)
         elif resource_type == BROKER:
             self._check_broker_entity(name)
             current = dict(self.broker.store.broker_configs.get(name, {})) if incremental else {}
@@ -161,9 +165,13 @@ class ConfigAdmin:
             except ConfigError as e:
                 raise ConfigAdminError(Error.INVALID_CONFIG, str(e)) from None
             if not validate_only:
-                self.broker.alter_broker_configs(name, updated)
+                return self._write(self.broker.alter_broker_configs, name, updated)
         else:
             raise ConfigAdminError(Error.INVALID_REQUEST, f"Unsupported resource type {resource_type}")
+        return None
+
+    def _write(self, fn, *args):
+        return self.broker.metadata_writer.submit(_as_config_error, fn, *args)
 
     @staticmethod
     def _merge(current: dict[str, str], changes, table, effective) -> dict[str, str]:
@@ -191,6 +199,15 @@ class ConfigAdmin:
             else:
                 raise ConfigAdminError(Error.INVALID_REQUEST, f"Unknown config operation {op}")
         return current
+
+
+def _as_config_error(fn, *args):
+    """Run a metadata write (where writes run); ZooKeeper being unreachable is a retriable
+    error for the client."""
+    try:
+        return fn(*args)
+    except MetadataUnavailable as e:
+        raise ConfigAdminError(Error.REQUEST_TIMED_OUT, str(e)) from None
 
 
 def _broker_names_for(topic_key: str) -> list[str]:

@@ -1,8 +1,13 @@
-"""Creating, growing and deleting topics: validation as Kafka does it, then metadata and logs."""
+"""Creating, growing and deleting topics: validation as Kafka does it, then metadata and logs.
+
+Validation runs on the event loop against the snapshot and raises TopicError; the write then
+goes to the broker's MetadataWriter and is returned as a future, which fails with TopicError.
+"""
 from __future__ import annotations
 
 import logging
 
+from josef.broker.metadata_writer import Write, failed
 from josef.cluster.metadata import PartitionInfo, TopicInfo
 from josef.cluster.placement import assign_replicas
 from josef.cluster.zk_store import MetadataUnavailable, TopicExists
@@ -32,7 +37,8 @@ class TopicAdmin:
     def create(self, name: str, num_partitions: int, replication_factor: int,
                configs: dict[str, str | None] | None = None,
                assignment: dict[int, list[int]] | None = None,
-               validate_only: bool = False) -> TopicInfo | None:
+               validate_only: bool = False) -> Write | None:
+        """The write creating the topic (a future of its TopicInfo); None for validate_only."""
         reason = validate_topic_name(name)
         if reason:
             raise TopicError(Error.INVALID_TOPIC_EXCEPTION, reason)
@@ -63,36 +69,40 @@ class TopicAdmin:
             return None
         if not assignment:
             assignment = assign_replicas(self.live_brokers, num_partitions, replication_factor)
-        try:
-            topic_id = self._write(self.broker.store.create_topic, name, assignment, overrides)
-        except TopicExists:
-            raise TopicError(Error.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.") from None
-        log.info("created topic %s with %d partition(s)", name, num_partitions)
+        return self._write(self._create, name, assignment, overrides)
+
+    def _create(self, name: str, assignment: dict[int, list[int]], overrides: dict[str, str]) -> TopicInfo:
+        topic_id = self.broker.store.create_topic(name, assignment, overrides)
+        log.info("created topic %s with %d partition(s)", name, len(assignment))
         return TopicInfo(name, topic_id, tuple(PartitionInfo(p, -1, 0, tuple(r), ())
                                                for p, r in sorted(assignment.items())), overrides)
 
-    @staticmethod
-    def _write(fn, *args):
-        """A metadata write; ZooKeeper being unreachable is a retriable error for the client."""
+    def _write(self, fn, *args) -> Write:
+        return self.broker.metadata_writer.submit(_as_topic_error, fn, *args)
+
+    def auto_create(self, name: str) -> Write:
+        """Create `name` with the broker defaults, as Metadata and Produce do for unknown topics:
+        the write, failed at once (TopicError) when the broker cannot create such a topic."""
         try:
-            return fn(*args)
-        except MetadataUnavailable as e:
-            raise TopicError(Error.REQUEST_TIMED_OUT, str(e)) from None
+            return self.create(name, -1, -1)
+        except TopicError as e:
+            return failed(e)
 
-    def auto_create(self, name: str) -> TopicInfo:
-        """Create `name` with the broker defaults, as Metadata and Produce do for unknown topics."""
-        return self.create(name, -1, -1)
-
-    def delete(self, name: str) -> None:
+    def delete(self, name: str) -> Write:
+        """The write marking the topic for deletion; the controller deletes it."""
         if name not in self.broker.store.snapshot.topics:
             raise TopicError(Error.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")
         if not self.broker.config["delete.topic.enable"]:
             raise TopicError(Error.TOPIC_DELETION_DISABLED, "Topic deletion is disabled.")
-        self._write(self.broker.store.delete_topic, name)
+        return self._write(self._delete, name)
+
+    def _delete(self, name: str) -> None:
+        self.broker.store.delete_topic(name)
         log.info("deleting topic %s", name)
 
     def add_partitions(self, name: str, count: int, assignment: list[list[int]] | None,
-                       validate_only: bool = False) -> None:
+                       validate_only: bool = False) -> Write | None:
+        """The write adding the partitions; None for validate_only."""
         topic = self.broker.store.snapshot.topics.get(name)
         if topic is None:
             raise TopicError(Error.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")
@@ -116,7 +126,7 @@ class TopicAdmin:
                              f"The replication factor {topic.replication_factor} is larger than the "
                              f"{len(self.live_brokers)} available broker(s).")
         if validate_only:
-            return
+            return None
         if assignment is not None:
             new = {current + i: tuple(r) for i, r in enumerate(assignment)}
         else:  # continue Kafka's round robin where partition 0's first replica started it
@@ -124,7 +134,7 @@ class TopicAdmin:
             first = topic.partitions[0].replicas[0] if topic.partitions and topic.partitions[0].replicas else brokers[0]
             start = brokers.index(first) if first in brokers else 0
             new = assign_replicas(brokers, count - current, topic.replication_factor, current, start)
-        self._write(self.broker.store.add_partitions, name, new)
+        return self._write(self.broker.store.add_partitions, name, new)
 
     # --- validation helpers ----------------------------------------------------------
 
@@ -160,6 +170,17 @@ class TopicAdmin:
         except ConfigError as e:
             raise TopicError(Error.INVALID_CONFIG, str(e)) from None
         return {k: str(v) for k, v in configs.items()}
+
+
+def _as_topic_error(fn, *args):
+    """Run a metadata write (where writes run); ZooKeeper being unreachable is a retriable
+    error for the client."""
+    try:
+        return fn(*args)
+    except MetadataUnavailable as e:
+        raise TopicError(Error.REQUEST_TIMED_OUT, str(e)) from None
+    except TopicExists as e:
+        raise TopicError(Error.TOPIC_ALREADY_EXISTS, f"Topic '{e}' already exists.") from None
 
 
 def _collides(name: str, topics) -> bool:

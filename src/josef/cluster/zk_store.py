@@ -6,7 +6,9 @@ alone writes partition states. Watch callbacks run on kazoo's thread and only re
 raw znode data; the snapshot is rebuilt on the event loop, coalescing bursts of changes.
 
 Admin writes (topics, configs, reassignments) go straight to ZooKeeper from whichever
-broker received the request, as Kafka's AdminZkClient does; the controller reacts.
+broker received the request, as Kafka's AdminZkClient does; the controller reacts. They
+block for their round trips, so the broker runs them in its metadata-writer thread
+(josef.broker.metadata_writer), never on the event loop.
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from types import MappingProxyType
 from typing import Callable
 
 from kazoo.client import KazooClient, KazooState
-from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
+from kazoo.exceptions import (BadVersionError, ConnectionClosedError, ConnectionLoss, NodeExistsError, NoNodeError,
+                              SessionExpiredError)
 from kazoo.handlers.threading import KazooTimeoutError
 
 from josef.cluster import zk_formats as zkf
@@ -309,13 +312,25 @@ class ZkMetadataStore:
         if self.on_change is not None:
             self.on_change(old, self.snapshot)
 
-    # --- writes (any broker) -----------------------------------------------------------
+    # --- writes (any broker; blocking: off the event loop) ---------------------------------
 
     def _wait(self, async_result):
         try:
             return async_result.get(timeout=OP_TIMEOUT_S)
         except KazooTimeoutError:
             raise MetadataUnavailable("ZooKeeper did not answer in time") from None
+        except (ConnectionLoss, SessionExpiredError, ConnectionClosedError) as e:
+            raise MetadataUnavailable(f"ZooKeeper connection lost: {type(e).__name__}") from None
+
+    def _publish_soon(self) -> None:
+        """Read-your-writes for a write made off the loop: the snapshot is rebuilt on the loop
+        before the writer's caller is called back there (both go through call_soon_threadsafe)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self._publish)
+            except RuntimeError:  # loop closed while shutting down
+                pass
 
     def create_topic(self, name: str, assignment: dict[int, tuple[int, ...]], configs: dict[str, str]) -> uuid.UUID:
         topic_id = uuid.uuid4()
@@ -341,7 +356,7 @@ class ZkMetadataStore:
         with self._lock:  # read-your-writes for the caller; the watch confirms it shortly
             if name in self._topic_configs:
                 self._topic_configs[name] = dict(configs)
-        self._publish()
+        self._publish_soon()
 
     def set_broker_configs(self, entity: str, configs: dict[str, str]) -> None:
         self._write_configs(zkf.broker_config_path(entity), configs)
@@ -350,6 +365,7 @@ class ZkMetadataStore:
                 self.broker_configs[entity] = dict(configs)
             else:
                 self.broker_configs.pop(entity, None)
+        self._publish_soon()  # the broker's effective config follows in on_change
 
     def _write_configs(self, path: str, configs: dict[str, str]) -> None:
         data = zkf.encode_configs(configs)
@@ -466,6 +482,8 @@ class ZkMetadataStore:
         return False
 
     def next_producer_id(self) -> int:
+        """The next id of this broker's block; claims a new block when it is used up. Called only
+        from the metadata-writer thread, which serializes it."""
         if not hasattr(self, "_pid_next") or self._pid_next > self._pid_end:
             self._pid_next, self._pid_end = self._claim_producer_id_block()
         pid = self._pid_next

@@ -57,21 +57,28 @@ class GroupCoordinator:
 
     # --- start-up -------------------------------------------------------------------
 
-    def ensure_topic(self) -> bool:
-        """Create `__consumer_offsets` if it does not exist yet; False while that is impossible."""
+    def ensure_topic(self):
+        """Start creating `__consumer_offsets` if it does not exist yet: the future of that
+        metadata write, or None when there is none to wait for. No group has a coordinator
+        until the topic shows in the snapshot."""
         if OFFSETS_TOPIC in self.broker.store.snapshot.topics:
-            return True
+            return None
         from josef.broker.topic_admin import TopicError
+
+        def report(write) -> None:
+            error = None if write.cancelled() else write.exception()
+            if isinstance(error, TopicError) and error.code != Error.TOPIC_ALREADY_EXISTS:
+                log.warning("cannot create %s yet: %s", OFFSETS_TOPIC, error.message)
         try:
-            self.broker.topic_admin.create(
+            write = self.broker.topic_admin.create(
                 OFFSETS_TOPIC, self.num_partitions, self.broker.config["offsets.topic.replication.factor"]
                 if self.broker.in_cluster else 1,
                 {"cleanup.policy": "compact", "compression.type": "producer", "segment.bytes": "104857600"})
         except TopicError as e:
-            if e.code != Error.TOPIC_ALREADY_EXISTS:
-                log.warning("cannot create %s yet: %s", OFFSETS_TOPIC, e.message)
-                return False
-        return True
+            log.warning("cannot create %s yet: %s", OFFSETS_TOPIC, e.message)
+            return None
+        write.add_done_callback(report)
+        return write
 
     def on_metadata(self, snapshot) -> None:
         """Load the groups of offsets partitions this broker now leads; drop the others."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from josef.broker.config_admin import SET, ConfigAdminError
+from josef.broker.futures import after
 from josef.broker.handlers import api
 from josef.config import BROKER_CONFIGS, TOPIC_CONFIGS
 from josef.protocol.errors import Error
@@ -36,8 +37,9 @@ def _doc(name: str) -> str | None:
     return defn.doc or None if defn else None
 
 
-def _alter(broker, request, incremental: bool) -> dict:
+def _alter(broker, request, incremental: bool):
     responses = []
+    writes = []  # (response, write)
     for r in request.resources:
         if incremental:
             changes = [(c.name, c.config_operation, c.value) for c in r.configs]
@@ -46,12 +48,24 @@ def _alter(broker, request, incremental: bool) -> dict:
         response = {"error_code": Error.NONE, "error_message": None, "resource_type": r.resource_type,
                     "resource_name": r.resource_name}
         try:
-            broker.config_admin.alter(r.resource_type, r.resource_name, changes,
-                                      incremental=incremental, validate_only=request.validate_only)
+            write = broker.config_admin.alter(r.resource_type, r.resource_name, changes,
+                                              incremental=incremental, validate_only=request.validate_only)
         except ConfigAdminError as e:
             response.update(error_code=e.code, error_message=e.message)
+        else:
+            if write is not None:
+                writes.append((response, write))
         responses.append(response)
-    return {"throttle_time": 0, "responses": responses}
+
+    def answer() -> dict:
+        for response, write in writes:
+            error = write.exception()
+            if isinstance(error, ConfigAdminError):
+                response.update(error_code=error.code, error_message=error.message)
+            elif error is not None:
+                raise error
+        return {"throttle_time": 0, "responses": responses}
+    return after([w for _, w in writes], answer)
 
 
 @api(33, "AlterConfigs", 0, 2)

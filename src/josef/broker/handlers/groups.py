@@ -2,7 +2,7 @@
 ListGroups, DescribeGroups, DeleteGroups. Thin over the GroupCoordinator."""
 from __future__ import annotations
 
-from josef.broker.futures import then
+from josef.broker.futures import after, then
 from josef.broker.handlers import api
 from josef.protocol.entities import ms
 from josef.protocol.errors import Error
@@ -18,25 +18,37 @@ def _client_host(ctx) -> str:
 def handle_find_coordinator(broker, ctx, request):
     key_type = getattr(request, "key_type", 0)
     keys = list(request.coordinator_keys) if ctx.api_version >= 4 else [request.key]
-    answers = []
-    for key in keys:
-        node, error, message = None, Error.NONE, None
+
+    def problem(key) -> str | None:
         if key_type not in (0, 1):
-            error, message = Error.INVALID_REQUEST, f"Unsupported key type {key_type}"
-        elif key_type == 0 and not key:
-            error, message = Error.INVALID_REQUEST, "Group id must not be empty"
-        else:
-            # transactional ids are refused at InitProducerId until transactions exist;
-            # until then their coordinator is simply the group coordinator's broker
-            node = broker.coordinator.coordinator_for(key or "") if broker.coordinator.ensure_topic() else None
-            endpoint = node.endpoint(ctx.connection.listener) if node is not None else None
-            if endpoint is None:
-                node, error, message = None, Error.COORDINATOR_NOT_AVAILABLE, "The coordinator is not available."
-        answers.append({"key": key, "node_id": node.broker_id if node else -1, "host": endpoint[0] if node else "",
-                        "port": endpoint[1] if node else -1, "error_code": error, "error_message": message})
-    if ctx.api_version >= 4:
-        return {"throttle_time": 0, "coordinators": answers}
-    return {"throttle_time": 0, **answers[0]}
+            return f"Unsupported key type {key_type}"
+        if key_type == 0 and not key:
+            return "Group id must not be empty"
+        return None
+    problems = [problem(key) for key in keys]
+    # the first lookup creates __consumer_offsets: answer once that write is done
+    creating = broker.coordinator.ensure_topic() if None in problems else None
+
+    def answer() -> dict:
+        answers = []
+        for key, invalid in zip(keys, problems):
+            node, error, message = None, Error.NONE, None
+            if invalid:
+                error, message = Error.INVALID_REQUEST, invalid
+            else:
+                # transactional ids are refused at InitProducerId until transactions exist;
+                # until then their coordinator is simply the group coordinator's broker
+                node = broker.coordinator.coordinator_for(key or "")
+                endpoint = node.endpoint(ctx.connection.listener) if node is not None else None
+                if endpoint is None:
+                    node, error, message = None, Error.COORDINATOR_NOT_AVAILABLE, "The coordinator is not available."
+            answers.append({"key": key, "node_id": node.broker_id if node else -1,
+                            "host": endpoint[0] if node else "", "port": endpoint[1] if node else -1,
+                            "error_code": error, "error_message": message})
+        if ctx.api_version >= 4:
+            return {"throttle_time": 0, "coordinators": answers}
+        return {"throttle_time": 0, **answers[0]}
+    return after([creating] if creating is not None else [], answer)
 
 
 @api(11, "JoinGroup", 0, 9)

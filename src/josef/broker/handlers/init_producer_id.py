@@ -3,12 +3,17 @@
 Transactional ids need the transaction coordinator, which this broker does not have yet;
 they are refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED, which clients report as fatal
 at once instead of retrying.
+
+New ids come from the store where metadata writes run: in a cluster, one in a thousand claims
+a new block of ids in ZooKeeper, which must not happen on the event loop.
 """
 from __future__ import annotations
 
 import logging
 
+from josef.broker.futures import after
 from josef.broker.handlers import api
+from josef.cluster.zk_store import MetadataUnavailable
 from josef.protocol.errors import Error
 
 log = logging.getLogger("josef.producer_id")
@@ -27,5 +32,12 @@ def handle_init_producer_id(broker, ctx, request):
         # KIP-360: an idempotent producer may bump its own epoch to reset its sequences.
         return {"throttle_time": 0, "error_code": Error.NONE, "producer_id": known_id,
                 "producer_epoch": known_epoch + 1}
-    return {"throttle_time": 0, "error_code": Error.NONE, "producer_id": broker.store.next_producer_id(),
-            "producer_epoch": 0}
+    write = broker.metadata_writer.submit(broker.store.next_producer_id)
+
+    def answer() -> dict:
+        try:
+            return {"throttle_time": 0, "error_code": Error.NONE, "producer_id": write.result(), "producer_epoch": 0}
+        except MetadataUnavailable:  # no block of ids to be had: the client retries
+            return {"throttle_time": 0, "error_code": Error.REQUEST_TIMED_OUT, "producer_id": -1,
+                    "producer_epoch": -1}
+    return after([write], answer)

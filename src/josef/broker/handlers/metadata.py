@@ -5,6 +5,7 @@ are cached per (version, snapshot epoch, question) and only the header is fresh.
 """
 from __future__ import annotations
 
+from josef.broker.futures import after
 from josef.broker.handlers import api
 from josef.broker.topic_admin import TopicError
 from josef.config import validate_topic_name
@@ -21,7 +22,13 @@ def handle_metadata(broker, ctx, request):
     if ctx.api_version == 0 and not names:
         names = None  # v0 has no null: an empty list means all topics
     allow_auto = getattr(request, "allow_auto_topic_creation", True)
-    creating = _auto_create(broker, names, allow_auto) if names else set()
+    writes = _auto_create(broker, names, allow_auto) if names else {}
+    if writes:
+        return after(writes.values(), lambda: _answer(broker, ctx, names, _pending(broker, writes)))
+    return _answer(broker, ctx, names, set())
+
+
+def _answer(broker, ctx, names, creating: set[str]) -> list:
     snapshot = broker.store.snapshot
     key = (ctx.api_version, snapshot.epoch, None if names is None else tuple(names), ctx.connection.listener)
     body = None if creating else broker.metadata_cache.get(key)
@@ -37,20 +44,29 @@ def handle_metadata(broker, ctx, request):
     return [len(payload).to_bytes(4, "big"), payload]
 
 
-def _auto_create(broker, names, allow_auto: bool) -> set[str]:
-    """Create the unknown topics among `names`; those whose leaders are not known yet."""
+def _auto_create(broker, names, allow_auto: bool) -> dict:
+    """Start creating the unknown topics among `names`: {name: its write}."""
     if not (allow_auto and broker.config["auto.create.topics.enable"]):
-        return set()
-    pending = set()
-    for name in names:
+        return {}
+    writes = {}
+    for name in dict.fromkeys(names):
         if name not in broker.store.snapshot.topics and validate_topic_name(name) is None:
-            try:
-                broker.topic_admin.auto_create(name)
-            except TopicError as e:
-                if e.code != Error.TOPIC_ALREADY_EXISTS:
-                    continue  # answered below as the topic's error
-            if name not in broker.store.snapshot.topics:
-                pending.add(name)  # in a cluster the controller elects its leaders a moment later
+            writes[name] = broker.topic_admin.auto_create(name)
+    return writes
+
+
+def _pending(broker, writes: dict) -> set[str]:
+    """The topics created (or found created) whose leaders are not known yet: in a cluster the
+    controller elects them a moment later. A topic that could not be created is answered as unknown."""
+    pending = set()
+    for name, write in writes.items():
+        error = write.exception()
+        if error is not None and not isinstance(error, TopicError):
+            raise error
+        if error is not None and error.code != Error.TOPIC_ALREADY_EXISTS:
+            continue
+        if name not in broker.store.snapshot.topics:
+            pending.add(name)
     return pending
 
 

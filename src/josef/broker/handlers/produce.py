@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import struct
 
-from josef.broker.futures import then
+from josef.broker.futures import after, then
 from josef.broker.handlers import api
 from josef.protocol import produce as wire
 from josef.protocol.errors import Error, MalformedRequest
@@ -29,15 +29,25 @@ def handle_produce(broker, ctx, frame, body_offset):
     elif request.transactional_id is not None:
         results = _all_partitions(request, Error.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
     else:
-        outcomes = [(topic, [(index, _append(broker, topic, index, records, version, request.acks))
-                             for index, records in partitions])
-                    for topic, partitions in request.topics]
-        if request.acks == -1 and broker.in_cluster:
-            return _after_commit(broker, ctx, request, outcomes)
-        results = [(topic, [_response(index, o) for index, o in parts]) for topic, parts in outcomes]
+        created = _auto_create(broker, request)
+        if created:  # append once the unknown topics' writes are done, as if they were synchronous
+            return after(created.values(), lambda: _append_all(broker, ctx, request, created))
+        return _append_all(broker, ctx, request, created)
     if request.acks == 0:
         return None
     return _answer(ctx, results)
+
+
+def _append_all(broker, ctx, request, created: dict):
+    version = ctx.api_version
+    outcomes = [(topic, [(index, _append(broker, topic, index, records, version, request.acks, created))
+                         for index, records in partitions])
+                for topic, partitions in request.topics]
+    if request.acks == -1 and broker.in_cluster:
+        return _after_commit(broker, ctx, request, outcomes)
+    if request.acks == 0:
+        return None
+    return _answer(ctx, [(topic, [_response(index, o) for index, o in parts]) for topic, parts in outcomes])
 
 
 def _answer(ctx, results) -> list:
@@ -79,14 +89,24 @@ def _response(index: int, outcome) -> wire.PartitionResponse:
                                   outcome.log_start_offset, error_message=outcome.message)
 
 
-def _append(broker, topic: str, index: int, records, version: int, acks: int):
-    if topic not in broker.store.snapshot.topics and broker.config["auto.create.topics.enable"]:
+def _auto_create(broker, request) -> dict:
+    """Start creating the request's unknown topics: {topic: its write}."""
+    topics = broker.store.snapshot.topics
+    unknown = [topic for topic, _ in request.topics if topic not in topics]
+    if not unknown or not broker.config["auto.create.topics.enable"]:
+        return {}
+    return {topic: broker.topic_admin.auto_create(topic) for topic in dict.fromkeys(unknown)}
+
+
+def _append(broker, topic: str, index: int, records, version: int, acks: int, created: dict):
+    write = created.get(topic)
+    if write is not None and write.exception() is not None:
         from josef.broker.replica_manager import AppendOutcome
         from josef.broker.topic_admin import TopicError
-        try:
-            broker.topic_admin.auto_create(topic)
-        except TopicError as e:
-            return AppendOutcome(e.code, message=e.message)
+        error = write.exception()
+        if not isinstance(error, TopicError):
+            raise error
+        return AppendOutcome(error.code, message=error.message)
     return broker.replicas.append(topic, index, records, version, acks)
 
 

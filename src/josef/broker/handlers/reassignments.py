@@ -1,12 +1,13 @@
 """AlterPartitionReassignments, ListPartitionReassignments and ElectLeaders.
 
 Any broker takes them: the request is validated against this broker's metadata and
-written to ZooKeeper, where the controller picks it up (as for CreateTopics). A single
+written to ZooKeeper (where metadata writes run: off the event loop), where the controller
+picks it up (as for CreateTopics). A single
 `josef serve` broker has nowhere to move a replica, so only no-op moves succeed there.
 """
 from __future__ import annotations
 
-from josef.broker.futures import then
+from josef.broker.futures import after, then
 from josef.broker.handlers import api
 from josef.cluster.placement import preferred_leader
 from josef.cluster.zk_store import MetadataUnavailable
@@ -48,18 +49,22 @@ def handle_alter_reassignments(broker, ctx, request):
                 results[key] = (Error.NONE, None)  # the only possible target: where it already is
             else:
                 moves[key] = target
-    if moves:
-        try:
-            outcome = broker.store.reassign(moves)
-        except MetadataUnavailable as e:
-            outcome = {}
-            results.update({key: (Error.REQUEST_TIMED_OUT, str(e)) for key in moves})
-        for key, error in outcome.items():
-            if key not in results:
-                results[key] = (Error.NONE, None) if error is None else (Error[error], error)
-    return {"throttle_time": 0, "error_code": Error.NONE, "error_message": None,
-            "responses": _group(results, lambda p, v: {"partition_index": p, "error_code": v[0],
-                                                       "error_message": v[1]}, "name", "partitions")}
+    write = broker.metadata_writer.submit(broker.store.reassign, moves) if moves else None
+
+    def answer() -> dict:
+        if write is not None:
+            try:
+                outcome = write.result()
+            except MetadataUnavailable as e:
+                outcome = {}
+                results.update({key: (Error.REQUEST_TIMED_OUT, str(e)) for key in moves})
+            for key, error in outcome.items():
+                if key not in results:
+                    results[key] = (Error.NONE, None) if error is None else (Error[error], error)
+        return {"throttle_time": 0, "error_code": Error.NONE, "error_message": None,
+                "responses": _group(results, lambda p, v: {"partition_index": p, "error_code": v[0],
+                                                           "error_message": v[1]}, "name", "partitions")}
+    return after([write] if write is not None else [], answer)
 
 
 @api(46, "ListPartitionReassignments", 0, 0)
@@ -125,20 +130,27 @@ def handle_elect_leaders(broker, ctx, request):
                 "replica_election_results": _group(results, lambda p, v: {
                     "partition_id": p, "error_code": v[0], "error_message": v[1]}, "topic", "partition_result")}
 
+    def wait_elected():
+        done = broker.when(lambda m: all(_elected(_partition(m, *k), leader) for k, leader in to_elect.items()),
+                           ms(request.timeout) / 1000)
+        return then(done, response)
+
     if not to_elect:
         return response()
     if election == UNCLEAN:  # as Kafka: only the controller takes unclean elections
         if broker.controller is None or not broker.controller.active:
             return {"throttle_time": 0, "error_code": Error.NOT_CONTROLLER, "replica_election_results": []}
         broker.controller.elect_unclean(list(to_elect))
-    else:
+        return wait_elected()
+    write = broker.metadata_writer.submit(broker.store.request_preferred_election, list(to_elect))
+
+    def requested():
         try:
-            broker.store.request_preferred_election(list(to_elect))
+            write.result()
         except MetadataUnavailable:
-            return response()
-    done = broker.when(lambda m: all(_elected(_partition(m, *k), leader) for k, leader in to_elect.items()),
-                       ms(request.timeout) / 1000)
-    return then(done, response)
+            return response()  # REQUEST_TIMED_OUT for each
+        return wait_elected()
+    return after([write], requested)
 
 
 def _elected(state, leader: int | None) -> bool:
