@@ -1,6 +1,6 @@
 """Replication on this machine (issue 7): acks=all RF 3 vs a single broker, fail-over, healing.
 
-    .venv/bin/python bench/replication_bench.py [--phases kbench,latency,partitions,failover,profile]
+    .venv/bin/python bench/replication_bench.py [--phases kbench,latency,partitions,failover,profile,catchup]
         [--reps 3] [--rounds 2] [--kbench-phases produce_acks1,produce_acksall,consume,latency]
         [--lat-samples 500] [--fill-mb 50] [--signals KILL,TERM] [--override KEY=VALUE ...]
         [--json] [--json-file PATH] [--work-dir DIR] [--keep-logs] [-- KBENCH-ARGS...]
@@ -41,6 +41,11 @@ profile   (not in the default phases; needs py-spy) broker 1 leads all 6 partiti
           topic and brokers 2, 3 follow; a kbench-like acks=all producer runs for --profile-secs
           while py-spy samples broker 1 (leader) and broker 2 (follower): top functions by own
           and by inclusive busy samples, and each broker's CPU.
+catchup   (not in the default phases) follower CPU seconds per GB replicated: broker 1 leads
+          --catchup-partitions partitions of an RF 3 topic, --fill-mb MB (--fill-value-kb values)
+          are written acks=1; "stream" = followers running during the write, "catchup" = followers
+          paused (SIGSTOP) during the write and measured from their resume until caught up (log
+          bytes equal to the leader's). --reps times; --catchup-profile adds a py-spy'd catch-up.
 
 Prints a table of medians (min-max) on stdout, everything with --json.
 """
@@ -146,6 +151,19 @@ def proc_cpu_s(pid: int) -> float | None:
     except OSError:
         return None
     return total / 1e9 if found else None
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_user_sys_s(pid: int) -> tuple[float, float] | None:
+    """(user, system) CPU seconds of a process from /proc/PID/stat (exited threads included)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return int(fields[11]) / _TICK, int(fields[12]) / _TICK
 
 
 def summary(values: list[float]) -> dict | None:
@@ -653,7 +671,8 @@ def max_gap(acks: list[tuple[float, float]], start: float, end: float) -> float 
     return max(b - a for a, b in zip(points, points[1:]))
 
 
-def fill(bootstrap: str, topic: str, partitions: int, mb: int, value_kb: int) -> dict:
+def fill(bootstrap: str, topic: str, partitions: int, mb: int, value_kb: int, acks: str = "all",
+         linger_ms: int = 20) -> dict:
     value = os.urandom(value_kb * 1024)
     count = -(-mb * 1024 * 1024 // len(value))
     errors, acked = [], [0]
@@ -663,7 +682,7 @@ def fill(bootstrap: str, topic: str, partitions: int, mb: int, value_kb: int) ->
             acked[0] += 1
         else:
             errors.append(err.name())
-    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 20, "batch.size": 1_000_000,
+    p = Producer({"bootstrap.servers": bootstrap, "acks": acks, "linger.ms": linger_ms, "batch.size": 1_000_000,
                   "compression.type": "none", "queue.buffering.max.kbytes": 65536, **QUIET})
     began = time.perf_counter()
     for i in range(count):
@@ -847,6 +866,147 @@ def phase_failover(work: Path, args) -> dict:
     return out
 
 
+# -- catchup: follower CPU per GB replicated ----------------------------------------------------
+
+GIB = 1 << 30
+
+
+def topic_log_bytes(data_dir: Path, topic: str) -> int:
+    """Bytes in the .log segments of `topic` under a broker's data dir (not dirs being deleted)."""
+    total = 0
+    for d in data_dir.glob(f"{topic}-*"):
+        if d.name.rpartition("-")[2].isdigit():
+            for f in d.glob("*.log"):
+                try:
+                    total += f.stat().st_size
+                except OSError:
+                    pass
+    return total
+
+
+def wait_caught_up(c: Cluster, topic: str, followers: tuple[int, ...], timeout: float = 180.0) -> float:
+    """Seconds until every follower's logs of `topic` hold as many bytes as the leader's (broker 1)."""
+    began = time.perf_counter()
+    target = topic_log_bytes(c.brokers[1].data_dir, topic)
+    wait(lambda: all(topic_log_bytes(c.brokers[f].data_dir, topic) >= target for f in followers),
+         timeout, f"followers {followers} caught up on {topic}", 0.01)
+    return time.perf_counter() - began
+
+
+def phase_catchup(work: Path, args) -> dict:
+    """Broker 1 leads --catchup-partitions partitions of an RF 3 topic (replicas [1, 2, 3]); brokers 2
+    and 3 only follow. Two measurements per repetition, each --fill-mb MB of --fill-value-kb KB values
+    written acks=1 (linger 5 ms, 1 MB batches) to broker 1:
+
+    stream    followers running while the producer writes: CPU of each broker from the first
+              record until both followers' logs hold as many bytes as the leader's.
+    catchup   followers paused (SIGSTOP) during the write, then resumed (SIGCONT): CPU of each
+              broker from the resume until both have caught up (the fetcher's full-size responses).
+
+    Per GB (2^30 bytes) replicated: each follower's CPU s over the bytes it copied, and the leader's.
+    ZooKeeper's session timeout is raised to 10 s (its maximum at a 500 ms tick) so that a pause
+    shorter than that keeps the followers registered. With --catchup-profile, one more catch-up
+    (not counted) runs with py-spy sampling broker 2.
+    """
+    overrides = {**args.overrides, "zookeeper.session.timeout.ms": "10000"}
+    parts = args.catchup_partitions
+    runs: dict[str, list[dict]] = {"stream": [], "catchup": []}
+    out: dict = {"partitions": parts, "fill_mb": args.fill_mb, "value_kb": args.fill_value_kb}
+    profile_run = bool(args.catchup_profile)
+    for rep in range(args.reps + profile_run):
+        profiling = profile_run and rep == args.reps
+        c = Cluster(work / f"catchup-{rep}", overrides=overrides)
+        try:
+            c.start()
+            admin = c.admin()
+            for mode in ("stream", "catchup"):
+                if profiling and mode == "stream":
+                    continue
+                topic = f"{mode}-{rep}"
+                admin.create_topics([NewTopic(topic, num_partitions=parts, replica_assignment=[[1, 2, 3]] * parts)],
+                                    operation_timeout=30)[topic].result(60)
+                wait(lambda: all(p.leader == 1 and len(p.isrs) == 3
+                                 for p in admin.list_topics(topic, timeout=5).topics[topic].partitions.values()),
+                     30, "broker 1 leading every partition with a full ISR", 0.1)
+                pids = {i: b.pid for i, b in c.brokers.items()}
+                idle0 = {i: proc_cpu_s(pid) for i, pid in pids.items()}
+                time.sleep(2.0)
+                idle = {i: round(((proc_cpu_s(pid) or 0) - (idle0[i] or 0)) / 2.0, 4) for i, pid in pids.items()}
+                load = loadavg()
+                if mode == "catchup":
+                    for f in (2, 3):
+                        c.brokers[f].signal(signal.SIGSTOP)
+                cpu0 = {i: proc_cpu_s(pid) for i, pid in pids.items()}
+                split0 = {i: proc_user_sys_s(pid) for i, pid in pids.items()}
+                began = time.perf_counter()
+                try:
+                    filled = fill(c.bootstrap(1), topic, parts, args.fill_mb, args.fill_value_kb, acks="1",
+                                  linger_ms=5)
+                    if mode == "catchup":
+                        paused_s = time.perf_counter() - began
+                        time.sleep(0.2)  # the leader settles
+                        cpu0 = {i: proc_cpu_s(pid) for i, pid in pids.items()}
+                        split0 = {i: proc_user_sys_s(pid) for i, pid in pids.items()}
+                        began = time.perf_counter()
+                        spy = None
+                        if profiling:
+                            spy = subprocess.Popen([args.py_spy, "record", "--pid", str(pids[2]), "--rate", "200",
+                                                    "--duration", "60", "--format", "raw", "--nonblocking",
+                                                    "-o", str(work / "catchup-profile-broker-2.txt")],
+                                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            time.sleep(0.5)  # py-spy attaches
+                            cpu0 = {i: proc_cpu_s(pid) for i, pid in pids.items()}
+                            split0 = {i: proc_user_sys_s(pid) for i, pid in pids.items()}
+                            began = time.perf_counter()
+                finally:
+                    if mode == "catchup":
+                        for f in (2, 3):
+                            c.brokers[f].signal(signal.SIGCONT)
+                wait_caught_up(c, topic, (2, 3))
+                wall = time.perf_counter() - began
+                cpu = {i: round((proc_cpu_s(pid) or 0) - (cpu0[i] or 0), 3) for i, pid in pids.items()}
+                split = {i: tuple(round(b - a, 2) for a, b in zip(split0[i], proc_user_sys_s(pid)))
+                         for i, pid in pids.items()}
+                copied = topic_log_bytes(c.brokers[1].data_dir, topic)
+                if profiling:
+                    spy.send_signal(signal.SIGINT)
+                    spy.wait(30)
+                    out["profile"] = {"wall_s": round(wall, 2), "cpu_s": cpu, "user_sys_s": split,
+                                      "follower": aggregate_raw(work / "catchup-profile-broker-2.txt",
+                                                                args.profile_top)}
+                    log(f"catchup profile: {copied / 2**20:.0f} MB in {wall:.2f} s, CPU s {cpu}, (user, sys) s {split}")
+                    continue
+                gib = copied / GIB
+                r = {"bytes": copied, "wall_s": round(wall, 2), "cpu_s": cpu, "idle_cores": idle, "loadavg": load,
+                     "user_sys_s": split, "fill": filled,
+                     "follower_cpu_s_per_gb": round((cpu[2] + cpu[3]) / 2 / gib, 3),
+                     "follower_user_s_per_gb": round((split[2][0] + split[3][0]) / 2 / gib, 3),
+                     "follower_sys_s_per_gb": round((split[2][1] + split[3][1]) / 2 / gib, 3),
+                     "leader_cpu_s_per_gb": round(cpu[1] / gib, 3),
+                     "follower_mb_s": round(copied / 2**20 / wall, 1)}
+                if mode == "catchup":
+                    r["paused_s"] = round(paused_s, 2)
+                    r["registered_after"] = sorted(
+                        b.id for b in admin.list_topics(timeout=10).brokers.values())
+                runs[mode].append(r)
+                log(f"catchup rep {rep + 1} {mode}: {copied / 2**20:.0f} MB in {wall:.2f} s "
+                    f"({r['follower_mb_s']} MB/s), CPU s per GB: followers {r['follower_cpu_s_per_gb']} "
+                    f"({cpu[2]}, {cpu[3]} s; user {r['follower_user_s_per_gb']}, sys {r['follower_sys_s_per_gb']}), "
+                    f"leader {r['leader_cpu_s_per_gb']} (load {load})")
+                admin.delete_topics([topic], operation_timeout=30)[topic].result(60)
+            out.setdefault("findings", []).extend(c.log_findings())
+        finally:
+            c.stop()
+            if not args.keep_logs:
+                shutil.rmtree(c.work, ignore_errors=True)
+    for mode, rs in runs.items():
+        out[mode] = {k: summary([r[k] for r in rs])
+                     for k in ("follower_cpu_s_per_gb", "follower_user_s_per_gb", "follower_sys_s_per_gb",
+                               "leader_cpu_s_per_gb", "follower_mb_s", "wall_s")}
+    out["runs"] = runs
+    return out
+
+
 # -- profile: where a leader and a follower spend their time under acks=all -----------------------
 
 def aggregate_raw(path: Path, top: int) -> dict:
@@ -969,6 +1129,21 @@ def print_tables(result: dict) -> None:
             print(f"-- {role}: inclusive")
             for share, name in prof.get("inclusive", [])[:30]:
                 print(f"  {share:6.1%}  {name[:110]}")
+    if "catchup" in result:
+        cu = result["catchup"]
+        print(f"\n== follower CPU per GB (2^30 B) replicated: broker 1 leads {cu['partitions']} partitions, "
+              f"{cu['fill_mb']} MB of {cu['value_kb']} KB values acks=1; median (min-max)")
+        for mode in ("stream", "catchup"):
+            for k, v in cu[mode].items():
+                print(f"{mode + ' ' + k:40} {fmt(v):>28}")
+        if "profile" in cu:
+            prof = cu["profile"]["follower"]
+            print(f"-- catch-up follower (broker 2): {prof['samples']} busy samples; own time")
+            for share, name in prof.get("own", [])[:15]:
+                print(f"  {share:6.1%}  {name[:110]}")
+            print("-- inclusive")
+            for share, name in prof.get("inclusive", [])[:30]:
+                print(f"  {share:6.1%}  {name[:110]}")
     if "latency" in result:
         lat = result["latency"]
         print(f"\n== produce latency, one record at a time, RF 3 cluster (median (min-max) of reps; load {lat['loadavg']})")
@@ -1007,7 +1182,7 @@ def main(argv: list[str] | None = None) -> int:
         argv, passthru = argv[:i], argv[i + 1:]
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--phases", default="kbench,latency,partitions,failover",
-                    help="any of kbench, latency, partitions, failover, profile (needs py-spy)")
+                    help="any of kbench, latency, partitions, failover, profile (needs py-spy), catchup")
     ap.add_argument("--reps", type=int, default=3, help="repetitions of latency and of each fail-over kind")
     ap.add_argument("--rounds", type=int, default=2, help="A/B rounds of the kbench phase")
     ap.add_argument("--kbench-phases", default="produce_acks1,produce_acksall,consume,latency")
@@ -1027,6 +1202,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile-secs", type=float, default=10.0)
     ap.add_argument("--profile-top", type=int, default=40)
     ap.add_argument("--profile-native", action="store_true", help="py-spy --native (C frames of uvloop etc.)")
+    ap.add_argument("--catchup-partitions", type=int, default=3, help="catchup phase: partitions led by broker 1")
+    ap.add_argument("--catchup-profile", action="store_true",
+                    help="catchup phase: one more catch-up with py-spy on broker 2 (not counted)")
     ap.add_argument("--signals", default="KILL,TERM", help="fail-over kinds, in order (KILL, TERM)")
     ap.add_argument("--work-dir", default=None)
     ap.add_argument("--keep-logs", action="store_true", help="keep the work dir (broker logs, kbench JSON)")
@@ -1038,7 +1216,7 @@ def main(argv: list[str] | None = None) -> int:
     args.idle_partitions = [int(x) for x in args.idle_partitions.split(",") if x.strip()]
     args.signals = [signal.Signals["SIG" + x.strip().upper().removeprefix("SIG")] for x in args.signals.split(",")]
     funcs = {"kbench": phase_kbench, "latency": phase_latency, "partitions": phase_partitions,
-             "failover": phase_failover, "profile": phase_profile}
+             "failover": phase_failover, "profile": phase_profile, "catchup": phase_catchup}
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
     for p in phases:
         if p not in funcs:

@@ -2,9 +2,13 @@
 
 A fetcher sends Fetch with this broker's id as replica id over the inter-broker
 listener, appends what comes back with the leader's offsets and epochs, and follows the
-leader's high watermark. The network call runs in a worker thread (the small blocking
-client); appends run on the event loop, which owns the logs. This is the copy step of a
-reassignment; leader-epoch truncation and the full ISR protocol build on it.
+leader's high watermark. Everything runs on the event loop, which owns the logs: the
+connection (client/async_wire.py) reads each response into one buffer, josef's own decoder
+(protocol/fetch.py) hands every partition's records over as a slice of it, and the log
+appends that slice; no record byte is copied or parsed on the way beyond the batch headers
+and CRCs the append checks. (A worker thread with the blocking client used to do the network
+part: the hop cost more CPU and latency than it saved, bench/RESULTS.md.) This is the copy
+step of a reassignment; leader-epoch truncation and the full ISR protocol build on it.
 
 Each fetcher keeps an incremental fetch session (KIP-227, broker/fetch_sessions.py) with its
 leader: after one full fetch, a request names only the partitions whose fetch position moved
@@ -22,7 +26,8 @@ import time
 
 from josef.broker.fetch_sessions import FetcherSession
 from josef.broker.throttle import Quota, is_throttled
-from josef.client.wire import KafkaConnection, WireError, request_class
+from josef.client.async_wire import AsyncKafkaConnection
+from josef.client.wire import WireError, request_class
 from josef.protocol.entities import to_entity
 from josef.protocol.errors import Error
 from josef.records.batch import InvalidRecord
@@ -32,6 +37,9 @@ log = logging.getLogger("josef.fetcher")
 FETCH_VERSION = 12
 MAX_WAIT_MS = 500
 PARTITION_MAX_BYTES = 1 << 20
+# Kafka's replica.fetch.response.max.bytes default; the connection refuses frames over 100 MiB,
+# so asking for more would make a far-behind follower of many partitions reconnect forever
+RESPONSE_MAX_BYTES = 10 << 20
 RETRY_S = 0.5
 
 
@@ -87,13 +95,13 @@ class ReplicaFetchers:
                 try:
                     unchecked = self._unchecked(leader)
                     if unchecked:
-                        response = await asyncio.to_thread(conn.request, self._epoch_request(unchecked))
+                        response = await conn.request(self._epoch_request(unchecked))
                         self._truncate(leader, unchecked, response)
                     request = self._request(leader, session)
                     if request is None:  # nothing checked against this leader's epoch yet
                         await asyncio.sleep(RETRY_S / 5)
                         continue
-                    response = await asyncio.to_thread(conn.request, request)
+                    response = await conn.fetch(request)
                 except (WireError, OSError) as e:
                     log.info("fetching from broker %d: %s", leader, e)
                     session.on_failure()
@@ -117,14 +125,14 @@ class ReplicaFetchers:
             if self.sessions.get(leader) is session:
                 del self.sessions[leader]
 
-    async def _connect(self, leader: int) -> KafkaConnection | None:
+    async def _connect(self, leader: int) -> AsyncKafkaConnection | None:
         info = self.broker.store.snapshot.brokers.get(leader)
         endpoint = info.endpoint(self.broker.listeners.inter_broker) if info else None
         if endpoint is None:
             return None
         try:
-            return await asyncio.to_thread(KafkaConnection, endpoint[0], endpoint[1], 10.0,
-                                           f"replica-fetcher-{self.broker.broker_id}")
+            return await AsyncKafkaConnection.connect(endpoint[0], endpoint[1], 10.0,
+                                                      f"replica-fetcher-{self.broker.broker_id}")
         except (WireError, OSError) as e:
             log.info("cannot reach broker %d at %s:%d: %s", leader, *endpoint, e)
             return None
@@ -180,7 +188,7 @@ class ReplicaFetchers:
             forgotten.setdefault(name, []).append(partition)
         return to_entity(request_class(1, FETCH_VERSION), {
             "cluster_id": None, "replica_id": self.broker.broker_id, "max_wait": MAX_WAIT_MS, "min_bytes": 1,
-            "max_bytes": 0x7FFFFFFF, "isolation_level": 0, "session_id": session.session_id,
+            "max_bytes": RESPONSE_MAX_BYTES, "isolation_level": 0, "session_id": session.session_id,
             "session_epoch": session.epoch,
             "topics": [{"topic": t, "partitions": ps} for t, ps in topics.items()],
             "forgotten_topics_data": [{"topic": t, "partitions": ps} for t, ps in forgotten.items()],
@@ -237,9 +245,9 @@ class ReplicaFetchers:
     def _apply(self, leader: int, response) -> None:
         """Append what the leader sent; partitions that came back with an error back off."""
         now = int(time.time() * 1000)
-        for topic in response.responses:
-            for p in topic.partitions:
-                key = (topic.topic, p.partition_index)
+        for name, partitions in response.topics:
+            for p in partitions:
+                key = (name, p.partition)
                 plog = self.broker.logs.get(*key)
                 if plog is None or key not in self.wanted.get(leader, ()):
                     continue

@@ -21,7 +21,10 @@ from typing import Any
 from kio.schema.index import api_key_map
 from kio.serial import entity_reader, entity_writer
 
+from josef.protocol.errors import MalformedRequest
+from josef.protocol.guard import sanitize
 from josef.protocol.kio_codec import request_class, response_class
+from josef.protocol.primitives import skip_tagged_fields
 
 _SIZE = struct.Struct(">i")
 _ERROR_CODE = struct.Struct(">h")
@@ -62,6 +65,56 @@ def build(cls: type, **values: Any):
     """
     names = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def encode_request(entity, correlation_id: int, client_id: str | None) -> bytes:
+    """The framed request (size prefix, header, body) for a kio request entity."""
+    cls = type(entity)
+    header_cls = cls.__header_schema__
+    out = io.BytesIO()
+    out.write(b"\0\0\0\0")
+    _writer(header_cls)(out, build(header_cls, request_api_key=int(cls.__api_key__),
+                                   request_api_version=int(cls.__version__), correlation_id=correlation_id,
+                                   client_id=client_id))
+    _writer(cls)(out, entity)
+    frame = out.getbuffer()
+    _SIZE.pack_into(frame, 0, len(frame) - 4)
+    del frame
+    return out.getvalue()
+
+
+def response_body_offset(frame, correlation_id: int, flexible: bool, peer: str) -> int:
+    """Check a response header (v1 if `flexible`, else v0) against `correlation_id`; where the body starts."""
+    if len(frame) < 4 + flexible:
+        raise WireError(f"{peer} sent a response of {len(frame)} bytes")
+    got = _SIZE.unpack_from(frame, 0)[0]
+    if got != correlation_id:
+        raise WireError(f"correlation id {got} does not match {correlation_id}")
+    if not flexible:
+        return 4
+    try:
+        return skip_tagged_fields(frame, 4)
+    except MalformedRequest as e:
+        raise WireError(f"{peer} sent a bad response header: {e}") from None
+
+
+def decode_response(frame, api_key: int, version: int, correlation_id: int, peer: str):
+    """The kio response entity in `frame` (no size prefix), checked first by the kio guard."""
+    rcls = response_class(api_key, version)
+    # ApiVersions answers always carry header v0, whatever the request version (KIP-511).
+    flexible = api_key != API_VERSIONS and rcls.__header_schema__.__flexible__
+    pos = response_body_offset(frame, correlation_id, flexible, peer)
+    if api_key == API_VERSIONS and version > 0 and len(frame) >= pos + 2 \
+            and _ERROR_CODE.unpack_from(frame, pos)[0] == UNSUPPORTED_VERSION:
+        # A broker that does not know our version replies in v0 so we can retry.
+        rcls = response_class(API_VERSIONS, 0)
+    try:
+        # kio aborts the process on an array count it cannot allocate, and refuses unknown tags.
+        safe = sanitize(rcls, frame, pos)
+        response, _ = _reader(rcls)(bytes(safe) if type(safe) is not bytes else safe, pos)
+    except Exception as e:  # noqa: BLE001 -- MalformedRequest from the guard, several types from kio
+        raise WireError(f"cannot decode {rcls.__name__} from {peer}: {e}") from None
+    return response
 
 
 @functools.cache
@@ -107,54 +160,33 @@ class KafkaConnection:
             raise ValueError(f"{cls.__name__} is version {version}, not {api_version}")
         self._correlation_id += 1
         correlation_id = self._correlation_id
-        header_cls = cls.__header_schema__
-        out = io.BytesIO()
-        _writer(header_cls)(out, build(header_cls, request_api_key=api_key, request_api_version=version,
-                                       correlation_id=correlation_id, client_id=self.client_id))
-        _writer(cls)(out, entity)
-        body = out.getvalue()
         try:
-            self._sock.sendall(_SIZE.pack(len(body)) + body)
+            self._sock.sendall(encode_request(entity, correlation_id, self.client_id))
             frame = self._read_frame()
         except OSError as e:
             raise WireError(f"connection to {self.host}:{self.port} failed: {e.strerror or e}") from None
         return self._decode(frame, api_key, version, correlation_id)
 
-    def _read_frame(self) -> bytes:
+    def _decode(self, frame, api_key: int, version: int, correlation_id: int):
+        return decode_response(frame, api_key, version, correlation_id, f"{self.host}:{self.port}")
+
+    def _read_frame(self) -> bytearray:
         size = _SIZE.unpack(self._read_exactly(4))[0]
         if not 0 <= size <= MAX_RESPONSE:
             raise WireError(f"{self.host}:{self.port} sent a frame of {size} bytes")
         return self._read_exactly(size)
 
-    def _read_exactly(self, n: int) -> bytes:
-        chunks, left = [], n
-        while left:
-            chunk = self._sock.recv(min(left, 1 << 20))
-            if not chunk:
+    def _read_exactly(self, n: int) -> bytearray:
+        """`n` bytes received straight into one buffer (no chunks to join)."""
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
+        while got < n:
+            count = self._sock.recv_into(view[got:])
+            if not count:
                 raise WireError(f"{self.host}:{self.port} closed the connection")
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)
-
-    def _decode(self, frame: bytes, api_key: int, version: int, correlation_id: int):
-        rcls = response_class(api_key, version)
-        # ApiVersions answers always carry header v0, whatever the request version (KIP-511).
-        header_cls = response_class(API_VERSIONS, 0).__header_schema__ if api_key == API_VERSIONS \
-            else rcls.__header_schema__
-        try:
-            header, pos = _reader(header_cls)(frame, 0)
-            if header.correlation_id != correlation_id:
-                raise WireError(f"correlation id {header.correlation_id} does not match {correlation_id}")
-            if api_key == API_VERSIONS and version > 0 and len(frame) >= pos + 2 \
-                    and _ERROR_CODE.unpack_from(frame, pos)[0] == UNSUPPORTED_VERSION:
-                # A broker that does not know our version replies in v0 so we can retry.
-                rcls = response_class(API_VERSIONS, 0)
-            response, _ = _reader(rcls)(frame, pos)
-        except WireError:
-            raise
-        except Exception as e:  # kio raises several types on malformed input
-            raise WireError(f"cannot decode {rcls.__name__} from {self.host}:{self.port}: {e}") from None
-        return response
+            got += count
+        return buf
 
     def api_versions(self) -> dict[int, tuple[int, int]]:
         """{api_key: (min, max)} as the broker advertises them, negotiating the request version."""

@@ -85,3 +85,7 @@ class Error(enum.IntEnum):
 
 class MalformedRequest(Exception):
     """The bytes of a request cannot be a valid request: the connection is closed."""
+
+
+class MalformedResponse(Exception):
+    """The bytes of a response cannot be a valid response: the caller drops the connection."""

@@ -1,9 +1,11 @@
-"""Fetch (api key 1) request decoder and response encoder, versions 4..12 (flexible in v12).
+"""Fetch (api key 1) codecs, versions 4..12 (flexible in v12): the broker's request decoder and
+response encoder, and the response decoder of the replica fetcher.
 
 The response encoder returns the body as a list of bytes-like chunks for ``transport.writelines``:
 the record chunks the caller passes are placed in the list as they are, never copied or joined, so a
-multi-megabyte response costs a few small ``struct.pack`` calls. Layouts follow Kafka's
-FetchRequest.json / FetchResponse.json.
+multi-megabyte response costs a few small ``struct.pack`` calls. The response decoder is its mirror:
+each partition's records come back as a memoryview slice of the frame, never copied or parsed.
+Layouts follow Kafka's FetchRequest.json / FetchResponse.json.
 
 Framing a response (the caller's job)::
 
@@ -18,17 +20,19 @@ import struct
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from josef.protocol.errors import MalformedRequest, MalformedResponse
 from josef.protocol.primitives import (
     EMPTY_TAGGED_FIELDS, INT32, byte_view, encode_array_count, encode_compact_array_count,
     encode_compact_string, encode_string, encode_uvarint, expect_end,
-    read_array_count, read_compact_array_count, read_compact_string, read_string, read_struct,
-    skip_tagged_fields,
+    read_array_count, read_compact_array_count, read_compact_nullable_array_count, read_compact_string,
+    read_int32, read_nullable_array_count, read_string, read_struct, read_uvarint, skip_tagged_fields,
+    slice_sized,
 )
 
 __all__ = [
     "MIN_VERSION", "MAX_VERSION", "FIRST_FLEXIBLE_VERSION",
-    "FetchRequest", "FetchPartition", "FetchPartitionResponse",
-    "decode_fetch_request", "encode_fetch_response", "fetch_response_size",
+    "FetchRequest", "FetchPartition", "FetchPartitionResponse", "FetchResponse", "FetchedPartition",
+    "decode_fetch_request", "encode_fetch_response", "fetch_response_size", "decode_fetch_response",
 ]
 
 MIN_VERSION = 4
@@ -295,3 +299,198 @@ def _encode_aborted(flexible: bool, aborted) -> bytes:
     pack = _ABORTED.pack
     return INT32.pack(len(aborted)) + b"".join(
         [pack(producer_id, first_offset) for producer_id, first_offset in aborted])
+
+
+# --------------------------------------------------------------------------- response decoder
+
+class FetchedPartition(NamedTuple):
+    """One partition of a decoded Fetch response; fields a version lacks hold Kafka's defaults."""
+    partition: int
+    error_code: int
+    high_watermark: int
+    last_stable_offset: int
+    log_start_offset: int  # -1 before v5
+    aborted_transactions: list[tuple[int, int]] | None  # (producer_id, first_offset); None = null
+    preferred_read_replica: int  # -1 before v11
+    records: memoryview | None  # a slice of the frame (never copied); None = null
+    # v12 tagged fields, None when absent: tag 0 (epoch, end_offset), tag 1 (leader_id, leader_epoch),
+    # tag 2 (end_offset, epoch).
+    diverging_epoch: tuple[int, int] | None = None
+    current_leader: tuple[int, int] | None = None
+    snapshot_id: tuple[int, int] | None = None
+
+
+class FetchResponse(NamedTuple):
+    throttle_time_ms: int
+    error_code: int  # 0 before v7
+    session_id: int  # 0 before v7
+    topics: list[tuple[str, list[FetchedPartition]]]
+
+
+# A partition's fixed head: partition, error_code, high_watermark, last_stable_offset[, log_start_offset]
+_HEAD_V4 = _PARTITION_FIELDS_V4
+_HEAD_V5 = _PARTITION_FIELDS_V5
+# v12's usual partition up to its records: the v5 head, a null aborted array (uvarint 0) and
+# preferred_read_replica, read with one unpack (same layout as the encoder's _PLAIN_V12).
+_HEAD_PLAIN_V12 = _PLAIN_V12
+_ABORTED_NULL_AT = _HEAD_V5.size  # where the aborted array starts in a v12 partition
+# Smallest encodings, to reject counts that cannot fit in the bytes left:
+# flexible topic = name length + partition count + tags; partition = head + aborted count +
+# preferred_read_replica + records length + tags; aborted entry = two int64 + tags.
+_FLEX_TOPIC_MIN, _FLEX_PARTITION_MIN, _FLEX_ABORTED_MIN = 3, _HEAD_V5.size + 7, 17
+_LEGACY_TOPIC_MIN, _LEGACY_ABORTED_MIN = 6, 16
+# v12 partition tags: tag -> (layout, field order as returned). EpochEndOffset (epoch, end_offset),
+# LeaderIdAndEpoch (leader_id, leader_epoch), SnapshotId (end_offset, epoch); each a flexible struct.
+_PARTITION_TAGS = {0: struct.Struct(">iq"), 1: struct.Struct(">ii"), 2: struct.Struct(">qi")}
+
+_truncated = MalformedRequest  # primitives' error, turned into MalformedResponse at the top
+
+
+def decode_fetch_response(buf, offset: int, version: int) -> FetchResponse:
+    """Decode the Fetch response body that starts at ``offset`` and runs to the end of ``buf``.
+
+    ``buf`` is the frame (bytes, bytearray or memoryview); every partition's records are a memoryview
+    slice of it. Unknown tagged fields are skipped; known ones must fill exactly their declared size.
+    Raises MalformedResponse for anything that is not exactly one valid body (a length or count that
+    cannot fit in the bytes left is refused before it is used), ValueError for a version outside 4..12.
+    """
+    _check_version(version)
+    view = byte_view(buf)
+    try:
+        if version >= FIRST_FLEXIBLE_VERSION:
+            response, pos = _read_flexible_response(view, offset)
+        else:
+            response, pos = _read_legacy_response(view, offset, version)
+        expect_end(view, pos)
+    except MalformedRequest as e:  # the primitives' error type names requests
+        raise MalformedResponse(f"Fetch v{version} response: {e}") from None
+    return response
+
+
+def _read_flexible_response(buf, pos: int) -> tuple[FetchResponse, int]:
+    (throttle_time_ms, error_code, session_id), pos = read_struct(_RESPONSE_HEAD_V7, buf, pos)
+    count, pos = read_compact_array_count(buf, pos, _FLEX_TOPIC_MIN)
+    topics = []
+    for _ in range(count):
+        name, pos = read_compact_string(buf, pos)
+        partitions, pos = _read_flexible_partitions(buf, pos)
+        pos = skip_tagged_fields(buf, pos)
+        topics.append((name, partitions))
+    pos = skip_tagged_fields(buf, pos)
+    return _new(FetchResponse, (throttle_time_ms, error_code, session_id, topics)), pos
+
+
+def _read_flexible_partitions(buf, pos: int) -> tuple[list, int]:
+    # Hot loop: the usual partition (null aborted array, no tags) is one unpack, one varint and a slice.
+    count, pos = read_compact_array_count(buf, pos, _FLEX_PARTITION_MIN)
+    partitions = []
+    end = len(buf)
+    plain = _HEAD_PLAIN_V12.unpack_from
+    plain_size = _HEAD_PLAIN_V12.size
+    for _ in range(count):
+        if pos + plain_size > end:  # every partition, aborted transactions or not, is longer
+            raise _truncated(f"truncated partition at offset {pos}")
+        if buf[pos + _ABORTED_NULL_AT] == 0:
+            index, error_code, high_watermark, last_stable, log_start, _, preferred = plain(buf, pos)
+            pos += plain_size
+            aborted = None
+        else:
+            index, error_code, high_watermark, last_stable, log_start = _HEAD_V5.unpack_from(buf, pos)
+            aborted, pos = _read_flexible_aborted(buf, pos + _ABORTED_NULL_AT)
+            preferred, pos = read_int32(buf, pos)
+        size, pos = read_uvarint(buf, pos)
+        size -= 1  # compact: length+1, 0 = null
+        if size >= 0 and pos + size <= end:
+            records = buf[pos:pos + size]
+            pos += size
+        else:
+            records, pos = slice_sized(buf, pos, size)  # null, or raises
+        if pos < end and buf[pos] == 0:
+            pos += 1
+            partitions.append(_new(FetchedPartition, (
+                index, error_code, high_watermark, last_stable, log_start, aborted, preferred, records,
+                None, None, None)))
+        else:
+            tags, pos = _read_partition_tags(buf, pos)
+            partitions.append(_new(FetchedPartition, (
+                index, error_code, high_watermark, last_stable, log_start, aborted, preferred, records,
+                *tags)))
+    return partitions, pos
+
+
+def _read_flexible_aborted(buf, pos: int) -> tuple[list | None, int]:
+    count, pos = read_compact_nullable_array_count(buf, pos, _FLEX_ABORTED_MIN)
+    if count < 0:
+        return None, pos
+    aborted = []
+    unpack = _ABORTED.unpack_from
+    end = len(buf)
+    for _ in range(count):  # bounded by the count check; each entry's tags may be longer than one byte
+        if pos + 16 > end:
+            raise _truncated(f"truncated aborted transaction at offset {pos}")
+        aborted.append(unpack(buf, pos))
+        pos = skip_tagged_fields(buf, pos + 16)
+    return aborted, pos
+
+
+def _read_partition_tags(buf, pos: int) -> tuple[list, int]:
+    """A partition's tagged-field section: [diverging_epoch, current_leader, snapshot_id]."""
+    values = [None, None, None]
+    count, pos = read_uvarint(buf, pos)
+    end = len(buf)
+    if count * 2 > end - pos:  # a tag number and a size take a byte each at least
+        raise _truncated(f"{count} tagged fields at offset {pos} cannot fit in {end - pos} bytes")
+    for _ in range(count):
+        tag, pos = read_uvarint(buf, pos)
+        size, pos = read_uvarint(buf, pos)
+        stop = pos + size
+        if stop > end:
+            raise _truncated(f"tagged field {tag} of {size} bytes at offset {pos} exceeds the {end - pos} left")
+        layout = _PARTITION_TAGS.get(tag)
+        if layout is not None:  # a known tag is a flexible struct: its fields, then its own tags
+            if pos + layout.size > stop:
+                raise _truncated(f"tagged field {tag} at offset {pos}: {size} bytes are too few")
+            values[tag] = layout.unpack_from(buf, pos)
+            if skip_tagged_fields(buf, pos + layout.size) != stop:
+                raise _truncated(f"tagged field {tag} at offset {pos} does not fill its {size} bytes")
+        pos = stop
+    return values, pos
+
+
+def _read_legacy_response(buf, pos: int, version: int) -> tuple[FetchResponse, int]:
+    if version >= 7:
+        (throttle_time_ms, error_code, session_id), pos = read_struct(_RESPONSE_HEAD_V7, buf, pos)
+    else:
+        (throttle_time_ms,), pos = read_struct(_RESPONSE_HEAD_V4, buf, pos)
+        error_code = session_id = 0
+    head = _HEAD_V5 if version >= 5 else _HEAD_V4
+    # head + aborted count + [preferred_read_replica] + records length
+    partition_min = head.size + 8 + 4 * (version >= 11)
+    count, pos = read_array_count(buf, pos, _LEGACY_TOPIC_MIN)
+    topics = []
+    for _ in range(count):
+        name, pos = read_string(buf, pos)
+        n_partitions, pos = read_array_count(buf, pos, partition_min)
+        partitions = []
+        for _ in range(n_partitions):  # bounded by the count check; earlier records may leave too few
+            fields, pos = read_struct(head, buf, pos)
+            if version < 5:
+                fields += (-1,)
+            aborted, pos = _read_legacy_aborted(buf, pos)
+            preferred = -1
+            if version >= 11:
+                preferred, pos = read_int32(buf, pos)
+            size, pos = read_int32(buf, pos)
+            records, pos = slice_sized(buf, pos, size)
+            partitions.append(_new(FetchedPartition, (*fields, aborted, preferred, records, None, None, None)))
+        topics.append((name, partitions))
+    return _new(FetchResponse, (throttle_time_ms, error_code, session_id, topics)), pos
+
+
+def _read_legacy_aborted(buf, pos: int) -> tuple[list | None, int]:
+    count, pos = read_nullable_array_count(buf, pos, _LEGACY_ABORTED_MIN)
+    if count < 0:
+        return None, pos
+    unpack = _ABORTED.unpack_from
+    aborted = [unpack(buf, pos + 16 * i) for i in range(count)]  # in bounds: the count was checked
+    return aborted, pos + 16 * count
