@@ -25,6 +25,7 @@ from josef.protocol.primitives import (
     EMPTY_TAGGED_FIELDS, INT32, byte_view, encode_array_count, encode_compact_array_count,
     encode_compact_string, encode_string, encode_uvarint, expect_end,
     read_array_count, read_compact_array_count, read_compact_nullable_array_count, read_compact_string,
+    read_compact_topics,
     read_int32, read_nullable_array_count, read_string, read_struct, read_uvarint, skip_tagged_fields,
     slice_sized,
 )
@@ -369,13 +370,7 @@ def decode_fetch_response(buf, offset: int, version: int) -> FetchResponse:
 
 def _read_flexible_response(buf, pos: int) -> tuple[FetchResponse, int]:
     (throttle_time_ms, error_code, session_id), pos = read_struct(_RESPONSE_HEAD_V7, buf, pos)
-    count, pos = read_compact_array_count(buf, pos, _FLEX_TOPIC_MIN)
-    topics = []
-    for _ in range(count):
-        name, pos = read_compact_string(buf, pos)
-        partitions, pos = _read_flexible_partitions(buf, pos)
-        pos = skip_tagged_fields(buf, pos)
-        topics.append((name, partitions))
+    topics, pos = read_compact_topics(buf, pos, _FLEX_TOPIC_MIN, _read_flexible_partitions)
     pos = skip_tagged_fields(buf, pos)
     return _new(FetchResponse, (throttle_time_ms, error_code, session_id, topics)), pos
 

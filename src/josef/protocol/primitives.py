@@ -410,3 +410,16 @@ def encode_compact_array_count(count: int) -> bytes:
 
 def encode_compact_nullable_array_count(count: int | None) -> bytes:
     return b"\x00" if count is None else encode_uvarint(count + 1)
+
+
+def read_compact_topics(buf, pos: int, min_size: int, read_partitions) -> tuple[list, int]:
+    """A flexible version's topic array, [(name, partitions)]: a compact string, the partitions
+    `read_partitions(buf, pos)` reads, tagged fields; Produce requests and Fetch responses."""
+    count, pos = read_compact_array_count(buf, pos, min_size)
+    topics = []
+    for _ in range(count):
+        name, pos = read_compact_string(buf, pos)
+        partitions, pos = read_partitions(buf, pos)
+        pos = skip_tagged_fields(buf, pos)
+        topics.append((name, partitions))
+    return topics, pos

@@ -15,7 +15,7 @@ from josef.protocol.primitives import (
     EMPTY_TAGGED_FIELDS, INT32, byte_view, encode_array_count, encode_compact_array_count,
     encode_compact_nullable_string, encode_compact_string, encode_nullable_string, encode_string,
     expect_end, read_array_count, read_compact_array_count,
-    read_compact_nullable_string, read_compact_string, read_nullable_string, read_string,
+    read_compact_nullable_string, read_compact_topics, read_nullable_string, read_string,
     read_struct, read_uvarint, skip_tagged_fields, slice_sized,
 )
 
@@ -118,13 +118,7 @@ def _read_legacy_partitions(buf, pos: int) -> tuple[list, int]:
 def _read_flexible_request(buf, pos: int) -> tuple[ProduceRequest, int]:
     transactional_id, pos = read_compact_nullable_string(buf, pos)
     (acks, timeout_ms), pos = read_struct(_ACKS_TIMEOUT, buf, pos)
-    count, pos = read_compact_array_count(buf, pos, _FLEX_TOPIC_MIN)
-    topics = []
-    for _ in range(count):
-        name, pos = read_compact_string(buf, pos)
-        partitions, pos = _read_flexible_partitions(buf, pos)
-        pos = skip_tagged_fields(buf, pos)
-        topics.append((name, partitions))
+    topics, pos = read_compact_topics(buf, pos, _FLEX_TOPIC_MIN, _read_flexible_partitions)
     pos = skip_tagged_fields(buf, pos)
     return _new(ProduceRequest, (transactional_id, acks, timeout_ms, topics)), pos
 
